@@ -1,0 +1,144 @@
+"""Compose the run configuration: root file + stage files + group presets + dotted overrides.
+
+`python train.py stage=vae data=adult model=tiny vae.max_steps=10` reads as:
+  configs/train.yaml, configs/stage/*.yaml, then the chosen group files (data/, model/, budget/), then the
+  overrides. A run directory that already holds a `config.yaml` is the base instead, so a later stage or a
+  resumed one sees the configuration the run started with. Unknown keys and wrong types are refused.
+"""
+
+import difflib
+import re
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
+
+from difflm.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+GROUPS = ("data", "model", "budget")
+TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
+SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+
+
+def parse_overrides(argv):
+    """['a.b=1', 'data=adult'] -> [('a.b', 1), ('data', 'adult')], values read as YAML scalars."""
+    overrides = []
+    for arg in argv:
+        key, sep, raw = arg.partition("=")
+        if not sep or not key:
+            raise UserError(f"argument '{arg}' is not key=value (e.g. stage=vae or vae.max_steps=100)")
+        value = yaml.safe_load(raw) if raw else ""
+        if isinstance(value, str) and SCIENTIFIC.fullmatch(raw):
+            value = float(raw)  # YAML 1.1 reads 3e-3 (no dot) as a string
+        overrides.append((key.strip(), value))
+    return overrides
+
+
+def group_choices(group, config_dir=CONFIG_DIR):
+    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+
+
+def _group_file(group, choice, config_dir):
+    path = config_dir / group / f"{choice}.yaml"
+    if path.is_file():
+        return OmegaConf.load(path)
+    if group == "data" and str(choice).lower().endswith(TABLE_SUFFIXES):
+        table = OmegaConf.load(config_dir / "data" / "table.yaml")
+        table.data.name = Path(str(choice)).stem
+        table.data.source = str(choice)
+        return table
+    choices = group_choices(group, config_dir)
+    near = difflib.get_close_matches(str(choice), choices, n=3, cutoff=0.3) or choices
+    hint = " or a path to a .csv/.parquet/.jsonl file" if group == "data" else ""
+    raise UserError(f"unknown {group} '{choice}': choose one of {', '.join(near)}{hint}")
+
+
+def all_keys(cfg, prefix=""):
+    keys = []
+    for key, value in cfg.items():
+        path = f"{prefix}{key}"
+        keys.append(path)
+        if isinstance(value, DictConfig):
+            keys.extend(all_keys(value, path + "."))
+    return keys
+
+
+def _unknown_key(key, cfg):
+    near = difflib.get_close_matches(key, all_keys(cfg), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(near)}?" if near else "; see configs/train.yaml for the valid keys"
+    return UserError(f"unknown config key '{key}'{hint}")
+
+
+def _merge(base, other):
+    try:
+        return OmegaConf.merge(base, other)
+    except ConfigKeyError as error:
+        raise _unknown_key(str(error.full_key), base) from None
+
+
+def _checked(key, old, new):
+    """Return `new` converted to the type of the default `old`, or raise a UserError naming the key."""
+    if old is None or new is None:
+        return new
+    expected = None
+    if isinstance(old, bool):
+        expected = "true or false" if not isinstance(new, bool) else None
+    elif isinstance(old, int):
+        expected = "an integer" if not isinstance(new, int) or isinstance(new, bool) else None
+    elif isinstance(old, float):
+        if isinstance(new, (int, float)) and not isinstance(new, bool):
+            return float(new)
+        expected = "a number"
+    elif isinstance(old, str):
+        if isinstance(new, (dict, list)):
+            expected = "a string"
+        else:
+            return str(new)
+    elif isinstance(old, ListConfig):
+        expected = "a list like [a,b]" if not isinstance(new, list) else None
+    elif isinstance(old, DictConfig):
+        expected = "one of its keys (it is a section)"
+    if expected:
+        raise UserError(f"config key '{key}' expects {expected}, got {new!r}")
+    return new
+
+
+def compose(argv, config_dir=CONFIG_DIR):
+    """The resolved configuration for a command line (list of key=value strings)."""
+    overrides = parse_overrides(argv)
+    selected = {key: value for key, value in overrides if key in GROUPS}
+    dotted = [(key, value) for key, value in overrides if key not in GROUPS]
+
+    root = OmegaConf.load(config_dir / "train.yaml")
+    run = next((value for key, value in dotted if key == "run"), root.run)
+    saved = Path(str(run)) / "config.yaml"
+    if saved.is_file():
+        cfg = OmegaConf.load(saved)
+    else:  # the default presets define the data and model sections, so they merge before keys are frozen
+        cfg = root
+        for stage_file in sorted((config_dir / "stage").glob("*.yaml")):
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(stage_file))
+        for group, choice in root.defaults.items():
+            if choice is not None:
+                cfg = OmegaConf.merge(cfg, _group_file(group, choice, config_dir))
+    OmegaConf.set_struct(cfg, True)
+    for group, choice in selected.items():
+        cfg = _merge(cfg, _group_file(group, choice, config_dir))
+        cfg.defaults[group] = str(choice)
+    for key, value in dotted:
+        missing = object()
+        old = OmegaConf.select(cfg, key, default=missing)
+        if old is missing:
+            raise _unknown_key(key, cfg)
+        OmegaConf.update(cfg, key, _checked(key, old, value), merge=False)
+    return cfg
+
+
+def save(cfg, path):
+    """Write the resolved config atomically."""
+    path = Path(path)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    tmp.replace(path)

@@ -1,0 +1,39 @@
+"""Encoder means and log-variances of the run's records, computed once with the frozen VAE encoder and
+cached in the run directory for the prior and decoder stages (rebuilt when the VAE checkpoint changes)."""
+
+import torch
+from tqdm.auto import tqdm
+
+from difflm.datamodules.records import record_texts
+from difflm.modules.vae import load_vae_parts
+from difflm.run_dir import atomic_write
+
+
+@torch.no_grad()
+def encode_texts(posterior, tokenizer, texts, batch_size, max_length, desc="encoding"):
+    mus, logvars = [], []
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+        enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+        mu, logvar = posterior(enc.input_ids, enc.attention_mask)
+        mus.append(mu)
+        logvars.append(logvar)
+    return torch.cat(mus), torch.cat(logvars)
+
+
+def cached_latents(run, schema, frames, batch_size):
+    """{'train': (mu, logvar), 'val': (mu, logvar)} for the run's best VAE checkpoint."""
+    checkpoint = run.best("vae")
+    stat = checkpoint.stat()
+    key = f"{checkpoint.resolve()}:{stat.st_mtime_ns}:{stat.st_size}"
+    if run.latents.is_file():
+        cache = torch.load(run.latents, weights_only=False)
+        if cache.get("key") == key:
+            return cache["latents"]
+    hparams, posterior, tokenizer, _ = load_vae_parts(checkpoint)
+    max_length = hparams["model"]["encoder"]["max_length"]
+    latents = {split: encode_texts(posterior, tokenizer, record_texts(schema, frames[split]), batch_size, max_length,
+                                   desc=f"encoding {split} records")
+               for split in ("train", "val")}
+    atomic_write(run.latents, lambda tmp: torch.save({"key": key, "latents": latents}, tmp))
+    return latents

@@ -1,0 +1,52 @@
+"""Batched, KV-cached decoding from a latent: the projector's prefix once, then one token per step."""
+
+import torch
+from tqdm.auto import tqdm
+
+from difflm.datamodules.records import start_token_id
+
+
+def sample_token(logits, temperature, generator):
+    """Next token ids from logits (B, V): greedy at temperature 0, else inverse-CDF sampling (cheaper than
+    torch.multinomial) with an explicit generator so a seed reproduces the rows."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    cdf = probs.cumsum(-1)
+    u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).squeeze(-1).clamp(max=logits.shape[-1] - 1)
+
+
+@torch.no_grad()
+def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5, generator=None):
+    """Decode one text per latent row of z; stops at EOS or after max_new_tokens."""
+    batch = z.shape[0]
+    start = torch.full((batch, 1), start_token_id(tokenizer), dtype=torch.long, device=z.device)
+    inputs = projector.llm_inputs(llm, z, start, torch.ones_like(start))
+    attention_mask = inputs["attention_mask"]
+    out = llm(**inputs, use_cache=True)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    finished = torch.zeros(batch, dtype=torch.bool, device=z.device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        next_token = sample_token(out.logits[:, -1], temperature, generator)
+        next_token = next_token.masked_fill(finished, pad)
+        tokens.append(next_token)
+        finished |= next_token == eos
+        if finished.all():
+            break
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
+        inputs = projector.llm_inputs(llm, z, next_token[:, None], attention_mask, past_key_values=out.past_key_values)
+        out = llm(**inputs, use_cache=True)
+    rows = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in range(batch)]
+    return [tokenizer.decode(row[: row.index(eos)] if eos in row else row, skip_special_tokens=True) for row in rows]
+
+
+def generate_in_batches(generate_batch, z, batch_size, progress=True, desc="decoding"):
+    """Run generate_batch over z in chunks, with a progress bar over rows."""
+    texts = []
+    with tqdm(total=len(z), desc=desc, unit="row", disable=not progress) as bar:
+        for chunk in z.split(batch_size):
+            texts.extend(generate_batch(chunk))
+            bar.update(len(chunk))
+    return texts

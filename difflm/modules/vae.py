@@ -1,0 +1,53 @@
+"""Stage vae: text -> posterior encoder -> z -> projector -> frozen LLM; loss = token CE + beta * KL."""
+
+import torch
+
+from difflm.modules.base import StageModule
+from difflm.modules.encoder import PosteriorEncoder, kl_per_dim, load_encoder, reparameterize
+from difflm.modules.llm import load_llm
+from difflm.modules.projectors import build_projector
+
+
+def build_posterior(model):
+    backbone, tokenizer = load_encoder(model["encoder"]["source"])
+    return PosteriorEncoder(backbone, model["encoder"]["pooling"], model["latent_dim"]), tokenizer
+
+
+class VAEModule(StageModule):
+    stage = "vae"
+    saves_trainable_only = True
+
+    def __init__(self, model: dict, train: dict, schema: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.posterior, self.encoder_tokenizer = build_posterior(model)
+        self.llm = load_llm(model["llm"]["source"], model["vae_quantization"], model["compute_dtype"])
+        self.projector = build_projector(model["injection"], model["latent_dim"], self.llm.config,
+                                         model["prefix_tokens"])
+        self.beta = train["beta_max"]  # set by the BetaBacktracking callback
+
+    def shared_step(self, batch, split):
+        mu, logvar = self.posterior(batch["encoder_input_ids"], batch["encoder_attention_mask"])
+        z = reparameterize(mu, logvar) if split == "train" else mu
+        inputs = self.projector.llm_inputs(self.llm, z, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        recon = self.llm(**inputs).loss
+        kl = kl_per_dim(mu, logvar, self.hparams.train["free_bits"])
+        loss = recon + self.beta * kl
+        self.log_split(split, dict(loss=loss, recon=recon, kl=kl, beta=self.beta), batch["input_ids"].shape[0])
+        return loss
+
+
+def load_vae_parts(path):
+    """(hparams, posterior encoder, projector state dict) from a VAE checkpoint, without loading the LLM."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = checkpoint["hyper_parameters"]
+    posterior, tokenizer = build_posterior(hparams["model"])
+    state = checkpoint["state_dict"]
+    result = posterior.load_state_dict(
+        {k[len("posterior."):]: v for k, v in state.items() if k.startswith("posterior.")}, strict=False)
+    missing = set(result.missing_keys) & {name for name, _ in posterior.named_parameters()}
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"{path}: encoder weights do not match its config (missing {sorted(missing)[:3]}, "
+                           f"unexpected {result.unexpected_keys[:3]})")
+    projector_state = {k[len("projector."):]: v for k, v in state.items() if k.startswith("projector.")}
+    return hparams, posterior.eval(), tokenizer, projector_state

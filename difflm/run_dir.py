@@ -1,0 +1,61 @@
+"""The run directory: where each stage finds what the previous one left (never through a hard-coded path).
+
+runs/<name>/config.yaml   resolved configuration
+            schema.json   the table's schema
+            data/         train / val / test splits (Parquet) as the stages saw them
+            latents.pt    encoder means and log-variances of the train/val records (cached for prior and decoder)
+            vae/ prior/ decoder/   best.ckpt, last.ckpt, logs
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+from difflm.errors import UserError
+
+STAGES = ("vae", "prior", "decoder")
+
+
+def atomic_write(path, write):
+    """Call write(tmp_path), then move the file into place: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path, text):
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+class RunDir:
+    def __init__(self, root):
+        self.root = Path(root)
+
+    config = property(lambda self: self.root / "config.yaml")
+    schema = property(lambda self: self.root / "schema.json")
+    data = property(lambda self: self.root / "data")
+    latents = property(lambda self: self.root / "latents.pt")
+
+    def split(self, name):
+        return self.data / f"{name}.parquet"
+
+    def stage(self, name):
+        return self.root / name
+
+    def last(self, stage):
+        return self.stage(stage) / "last.ckpt"
+
+    def best(self, stage):
+        """The stage's best checkpoint; a clear error if the stage has not been trained in this run."""
+        for path in (self.stage(stage) / "best.ckpt", self.last(stage)):
+            if path.is_file():
+                return path
+        raise UserError(f"no trained {stage} stage in {self.root}: run "
+                        f"`python train.py stage={stage} run={self.root}` first")

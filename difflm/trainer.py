@@ -1,0 +1,54 @@
+"""A Lightning Trainer for one stage: step budget, periodic validation, best/last checkpoints, logger."""
+
+import os
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import OmegaConf
+
+from difflm.errors import UserError
+
+
+def make_logger(cfg, run, stage):
+    if cfg.logger == "none":
+        return False
+    if cfg.logger == "csv":
+        return CSVLogger(save_dir=str(run.root), name="logs", version=stage)
+    if cfg.logger == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        offline = not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "offline"
+        logger = WandbLogger(project=cfg.wandb_project, name=f"{run.root.name}-{stage}", group=run.root.name,
+                             save_dir=str(run.root), offline=offline)
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        return logger
+    raise UserError(f"logger='{cfg.logger}' is not one of csv, wandb, none")
+
+
+def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):
+    checkpoint = ModelCheckpoint(dirpath=str(run.stage(stage)), filename="best", monitor="val/loss", mode="min",
+                                 save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
+    return L.Trainer(
+        max_steps=stage_cfg.max_steps,
+        val_check_interval=min(stage_cfg.val_every_n_steps, stage_cfg.max_steps),
+        check_val_every_n_epoch=None,
+        limit_val_batches=stage_cfg.get("val_batches", 1.0),
+        num_sanity_val_steps=0,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        strategy=cfg.trainer.strategy,
+        precision=cfg.trainer.precision,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        logger=make_logger(cfg, run, stage),
+        callbacks=[checkpoint, *callbacks],
+        default_root_dir=str(run.root),
+        enable_model_summary=False,
+    )
+
+
+def resume_path(run, stage):
+    """The stage's last checkpoint if an earlier run of it was interrupted (or finished), else None."""
+    last = run.last(stage)
+    return str(last) if last.is_file() else None

@@ -1,0 +1,29 @@
+"""Sample records from a trained run: python sample.py run=runs/adult n=1000 out=synthetic.csv seed=0"""
+
+import sys
+
+from difflm.config import compose, parse_overrides
+from difflm.errors import UserError, exit_on_user_error
+from difflm.pipeline import sample_to_file
+from difflm.run_dir import RunDir
+
+
+@exit_on_user_error
+def main(argv):
+    args = dict(parse_overrides(argv))
+    if "run" not in args:
+        raise UserError("run= is required: the run directory to sample from (e.g. run=runs/adult)")
+    run = RunDir(args["run"])
+    if not run.config.is_file():
+        raise UserError(f"{run.root} is not a run directory (no config.yaml): train one with train.py first")
+    n, out, seed = args.pop("n", 100), args.pop("out", "synthetic.csv"), args.pop("seed", 0)
+    if not isinstance(n, int) or n < 1:
+        raise UserError(f"n={n!r} must be a positive integer")
+    # every other argument is a key of the run's config, e.g. sample.temperature=0.7
+    cfg = compose([arg for arg in argv if arg.partition("=")[0] not in ("n", "out", "seed")])
+    _, _, stats = sample_to_file(cfg, run, n, out, seed)
+    print(f"wrote {n} rows to {out} (validity {stats['validity']:.1%}, {stats['rows_per_second']} rows/s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

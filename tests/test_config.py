@@ -1,0 +1,43 @@
+import pytest
+from omegaconf import OmegaConf
+
+from difflm.config import compose, parse_overrides
+from difflm.errors import UserError
+
+
+def test_groups_and_overrides_compose(tmp_path):
+    cfg = compose([f"run={tmp_path}", "model=tiny", "vae.max_steps=7", "vae.lr=3e-3", "model.lora.r=16"])
+    assert cfg.model.llm.source == "tiny" and cfg.vae.max_steps == 7 and cfg.model.lora.r == 16
+    assert cfg.vae.lr == pytest.approx(3e-3)
+    assert cfg.data.name == "adult" and cfg.defaults.model == "tiny"
+
+
+def test_unknown_key_names_the_nearest_valid_ones(tmp_path):
+    with pytest.raises(UserError, match=r"unknown config key 'vae.max_step'; did you mean vae.max_steps"):
+        compose([f"run={tmp_path}", "vae.max_step=3"])
+
+
+def test_unknown_group_lists_choices(tmp_path):
+    with pytest.raises(UserError, match=r"unknown model 'smollm': choose one of smollm2"):
+        compose([f"run={tmp_path}", "model=smollm"])
+    with pytest.raises(UserError, match=r"unknown data 'adlt'.*adult.*or a path"):
+        compose([f"run={tmp_path}", "data=adlt"])
+
+
+def test_wrong_type_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"config key 'vae.max_steps' expects an integer, got 'many'"):
+        compose([f"run={tmp_path}", "vae.max_steps=many"])
+    with pytest.raises(UserError, match="not key=value"):
+        parse_overrides(["stage"])
+
+
+def test_data_path_selects_the_user_table_preset(tmp_path):
+    cfg = compose([f"run={tmp_path}", "data=some/people.csv"])
+    assert cfg.data.source == "some/people.csv" and cfg.data.name == "people" and cfg.data.target is None
+
+
+def test_saved_run_config_is_the_base(tmp_path):
+    first = compose([f"run={tmp_path}", "model=tiny", "vae.max_steps=5"])
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(first))
+    later = compose([f"run={tmp_path}", "stage=prior"])
+    assert later.model.name == "tiny" and later.vae.max_steps == 5 and later.stage == "prior"

@@ -1,0 +1,55 @@
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from difflm.modules.decoder import DecoderModule
+
+
+def build(cfg):
+    return DecoderModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.decoder),
+                         {"columns": []}, max_new_tokens=8)
+
+
+def trainable(module):
+    return {name for name, p in module.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("quantization", ["none", "nf4"])
+def test_only_lora_adapters_and_projector_train_and_are_saved(tiny_cfg, quantization):
+    module = build(tiny_cfg(f"model.quantization={quantization}"))
+    names = trainable(module)
+    assert names and all("lora_" in n or n.startswith("projector.") for n in names)
+    assert any(n.startswith("projector.") for n in names) and any("lora_A" in n for n in names)
+    frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+    assert any("embed_tokens" in n for n in frozen)
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert set(checkpoint["state_dict"]) == names and checkpoint["difflm"]["stage"] == "decoder"
+
+
+def test_nf4_loads_the_llm_in_4bit_on_cpu(tiny_cfg):
+    import bitsandbytes as bnb
+
+    module = build(tiny_cfg("model.quantization=nf4"))
+    layers = [m for m in module.llm.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and layers[0].weight.quant_type == "nf4"
+    batch = dict(input_ids=torch.randint(3, 300, (2, 10)), attention_mask=torch.ones(2, 10, dtype=torch.long),
+                 mu=torch.randn(2, 16), logvar=torch.zeros(2, 16))
+    batch["labels"] = batch["input_ids"].clone()
+    module.shared_step(batch, "val").backward()
+    assert module.projector.proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_nf4_decoder_step_on_cuda_in_bf16(tiny_cfg):
+    module = build(tiny_cfg("model.quantization=nf4", "model.compute_dtype=bfloat16")).cuda()
+    ids = torch.randint(3, 300, (2, 10), device="cuda")
+    batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids.clone(),
+                 mu=torch.randn(2, 16, device="cuda"), logvar=torch.zeros(2, 16, device="cuda"))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = module.shared_step(batch, "val")
+    loss.backward()
+    assert torch.isfinite(loss)
+    texts = module.generate(torch.randn(3, 16, device="cuda"), generator=torch.Generator("cuda").manual_seed(0))
+    assert len(texts) == 3

@@ -1,0 +1,90 @@
+"""All three stages and sampling with model=tiny on a small slice of Adult, on CPU."""
+
+import shutil
+
+import pytest
+import torch
+
+import sample as sample_cli
+from difflm.pipeline import train
+from difflm.run_dir import RunDir
+from difflm.sampling import SamplingError, load_generator, sample_records
+
+SLICE = ("data.max_rows=240",)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from difflm.config import compose
+
+    run = tmp_path_factory.mktemp("e2e") / "run"
+    base = [f"run={run}", "model=tiny", "logger=csv", "trainer.enable_progress_bar=false", *SLICE]
+    timings = {}
+    for stage in ("vae", "prior", "decoder"):
+        timings.update(train(compose([*base, f"stage={stage}"]))["seconds"])
+    return RunDir(run), base, timings
+
+
+def test_run_directory_describes_itself(trained):
+    run, _, _ = trained
+    for path in ("config.yaml", "schema.json", "latents.pt", "data/train.parquet", "data/test.parquet",
+                 "vae/best.ckpt", "vae/last.ckpt", "prior/best.ckpt", "decoder/best.ckpt", "logs/vae/metrics.csv"):
+        assert (run.root / path).is_file(), path
+    header = (run.root / "logs/vae/metrics.csv").read_text().splitlines()[0]
+    for metric in ("train/recon", "train/kl", "train/beta", "val/recon", "val/kl", "val/loss"):
+        assert metric in header
+
+
+def test_checkpoints_hold_only_what_trained(trained):
+    run, _, _ = trained
+    decoder = torch.load(run.best("decoder"), weights_only=False)
+    assert decoder["state_dict"] and all("lora_" in k or k.startswith("projector.") for k in decoder["state_dict"])
+    assert decoder["hyper_parameters"]["schema"]["columns"][0]["name"] == "age"
+    vae = torch.load(run.best("vae"), weights_only=False)
+    assert not any(k.startswith("llm.") for k in vae["state_dict"])
+    assert any(k.startswith("posterior.backbone.") for k in vae["state_dict"])
+    prior = torch.load(run.best("prior"), weights_only=False)
+    assert {"mean", "std"} <= set(prior["state_dict"]) and any(k.startswith("ema.") for k in prior["state_dict"])
+
+
+def test_sampling_is_reproducible_and_refuses_to_return_fewer_rows(trained):
+    run, _, _ = trained
+    schema, prior, decoder = load_generator(run)
+    z = prior.sample(4, torch.Generator().manual_seed(0))
+    assert torch.equal(z, prior.sample(4, torch.Generator().manual_seed(0)))
+    first = decoder.generate(z, 0.5, torch.Generator().manual_seed(1), max_new_tokens=40)
+    assert first == decoder.generate(z, 0.5, torch.Generator().manual_seed(1), max_new_tokens=40)
+    # an untrained tiny decoder writes no valid JSON: the sampler says so instead of returning fewer rows
+    with pytest.raises(SamplingError, match=r"only 0 of 3 rows were valid after 1 rounds"):
+        sample_records(schema, prior, decoder, n=3, max_rounds=1, max_new_tokens=40, progress=False)
+
+
+def test_sample_cli_exits_2_and_writes_nothing_when_rows_are_invalid(trained, tmp_path, capsys):
+    run, _, _ = trained
+    out = tmp_path / "synthetic.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        sample_cli.main([f"run={run.root}", "n=2", f"out={out}", "sample.max_rounds=0",
+                         "sample.max_new_tokens=30", "trainer.enable_progress_bar=false"])
+    assert exit_info.value.code == 2 and "rows were valid" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_continues_from_the_last_checkpoint(trained):
+    from difflm.config import compose
+
+    run, base, _ = trained
+    before = torch.load(run.last("vae"), weights_only=False)["global_step"]
+    train(compose([*base, "stage=vae", f"vae.max_steps={before + 10}"]))
+    assert torch.load(run.last("vae"), weights_only=False)["global_step"] == before + 10
+
+
+def test_ddpm_prior_trains_and_samples_from_the_same_vae(trained, tmp_path):
+    from difflm.config import compose
+
+    run, base, _ = trained
+    copy = tmp_path / "ddpm"
+    shutil.copytree(run.root, copy, ignore=shutil.ignore_patterns("prior", "logs"))
+    train(compose([*[a for a in base if not a.startswith("run=")], f"run={copy}", "stage=prior", "prior.kind=ddpm"]))
+    schema, prior, _ = load_generator(RunDir(copy))
+    assert prior.hparams.train["kind"] == "ddpm"
+    assert prior.sample(3, torch.Generator().manual_seed(0)).shape == (3, 16)

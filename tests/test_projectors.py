@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from difflm.modules.generate import generate_texts, sample_token
+from difflm.modules.llm import load_llm, load_tokenizer
+from difflm.modules.projectors import IGNORE_INDEX, build_projector
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return load_llm("tiny")
+
+
+@pytest.mark.parametrize("injection, prefix", [("soft_prompt", 5), ("kv_memory", 1), ("input_embed", 0)])
+def test_projector_shapes_and_loss_masking(llm, injection, prefix):
+    projector = build_projector(injection, 16, llm.config, prefix_tokens=5)
+    z = torch.randn(3, 16)
+    ids = torch.randint(3, 300, (3, 12))
+    mask, labels = torch.ones_like(ids), ids.clone()
+    inputs = projector.llm_inputs(llm, z, ids, mask, labels)
+    seq = 12 + (prefix if injection == "soft_prompt" else 0)
+    assert inputs["inputs_embeds"].shape == (3, seq, llm.config.hidden_size)
+    assert inputs["attention_mask"].shape == (3, 12 + prefix)
+    if injection == "soft_prompt":
+        assert bool((inputs["labels"][:, :prefix] == IGNORE_INDEX).all())
+    out = llm(**inputs)
+    assert out.logits.shape == (3, seq, llm.config.vocab_size)
+    out.loss.backward()
+    assert projector.proj.weight.grad is not None and projector.proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("injection", ["soft_prompt", "kv_memory", "input_embed"])
+def test_cached_greedy_decoding_matches_full_recompute(llm, injection):
+    """The KV-cached loop must produce what re-running the whole sequence each step produces."""
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer("tiny")
+    projector = build_projector(injection, 16, llm.config, prefix_tokens=4)
+    z = torch.randn(2, 16)
+    texts = generate_texts(llm, projector, tokenizer, z, max_new_tokens=12, temperature=0)
+    ids = torch.full((2, 1), tokenizer.pad_token_id)
+    with torch.no_grad():
+        for _ in range(12):
+            logits = llm(**projector.llm_inputs(llm, z, ids, torch.ones_like(ids))).logits[:, -1]
+            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], 1)
+    for row, text in zip(ids[:, 1:].tolist(), texts):
+        row = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
+        assert tokenizer.decode(row, skip_special_tokens=True) == text
+
+
+def test_inverse_cdf_sampling_follows_the_distribution_and_a_seed():
+    logits = torch.log(torch.tensor([[0.1, 0.6, 0.3]])).expand(20000, 3)
+    draws = sample_token(logits, 1.0, torch.Generator().manual_seed(0))
+    shares = torch.bincount(draws, minlength=3).float() / len(draws)
+    assert torch.allclose(shares, torch.tensor([0.1, 0.6, 0.3]), atol=0.015)
+    assert torch.equal(draws, sample_token(logits, 1.0, torch.Generator().manual_seed(0)))
+    assert sample_token(logits[:2], 0, None).tolist() == [1, 1]

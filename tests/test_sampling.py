@@ -1,0 +1,62 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from difflm.datamodules.schema import infer_schema
+from difflm.sampling import SamplingError, sample_records, write_table
+
+
+class ScriptedDecoder:
+    """Returns a fixed sequence of texts, batch after batch: the sampler's logic without a model."""
+
+    def __init__(self, texts):
+        self.texts = iter(texts)
+        self.calls = 0
+
+    def generate(self, z, temperature, generator, max_new_tokens):
+        self.calls += 1
+        return [next(self.texts) for _ in range(len(z))]
+
+
+class GaussianPrior:
+    def sample(self, n, generator=None):
+        return torch.randn((n, 4), generator=generator)
+
+
+@pytest.fixture
+def schema(small_table):
+    return infer_schema(small_table)
+
+
+def valid(schema, small_table, i):
+    return schema.to_text(small_table.iloc[i % len(small_table)].to_dict())
+
+
+def test_invalid_rows_are_regenerated_until_exactly_n(schema, small_table):
+    texts = [valid(schema, small_table, 0), "{oops", valid(schema, small_table, 1), '{"age": 1}',
+             "{still bad", valid(schema, small_table, 2), valid(schema, small_table, 3)]
+    decoder = ScriptedDecoder(texts)
+    records, stats = sample_records(schema, GaussianPrior(), decoder, n=4, batch_size=4, progress=False)
+    assert len(records) == 4 and decoder.calls == 3
+    assert stats["generated"] == 7 and stats["validity"] == pytest.approx(4 / 7)
+    assert stats["failures"] == {"not valid JSON": 2, "wrong keys": 1}
+
+
+def test_too_few_valid_rows_is_an_error_that_says_how_many_and_why(schema):
+    decoder = ScriptedDecoder(["not json"] * 100)
+    with pytest.raises(SamplingError, match=r"only 0 of 5 rows were valid after 2 rounds .*15 generated.*"
+                                            r"not valid JSON \(15\)"):
+        sample_records(schema, GaussianPrior(), decoder, n=5, max_rounds=2, progress=False)
+
+
+def test_write_table_csv_and_jsonl_keep_columns_and_types(schema, small_table, tmp_path):
+    records = [schema.parse(valid(schema, small_table, i)) for i in range(6)]
+    write_table(schema, records, tmp_path / "out.csv")
+    frame = pd.read_csv(tmp_path / "out.csv")
+    assert list(frame.columns) == schema.names and len(frame) == 6
+    write_table(schema, records, tmp_path / "out.jsonl")
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and json.loads(lines[0])["member"] in (True, False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.jsonl"]  # no temporary files left

@@ -1,0 +1,16 @@
+"""Train DiffLM stages: python train.py stage=vae|prior|decoder|all data=adult model=smollm2 run=runs/adult ..."""
+
+import sys
+
+from difflm.config import compose
+from difflm.errors import exit_on_user_error
+from difflm.pipeline import train
+
+
+@exit_on_user_error
+def main(argv):
+    return train(compose(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
