@@ -54,3 +54,13 @@ def test_inverse_cdf_sampling_follows_the_distribution_and_a_seed():
     assert torch.allclose(shares, torch.tensor([0.1, 0.6, 0.3]), atol=0.015)
     assert torch.equal(draws, sample_token(logits, 1.0, torch.Generator().manual_seed(0)))
     assert sample_token(logits[:2], 0, None).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("injection", ["soft_prompt", "kv_memory", "input_embed"])
+def test_projector_starts_at_the_scale_of_the_token_embeddings(llm, injection):
+    from difflm.modules.projectors import embedding_std
+
+    std = embedding_std(llm)
+    projector = build_projector(injection, 64, llm.config, prefix_tokens=4, output_std=std)
+    out = projector.proj(torch.randn(512, 64, generator=torch.Generator().manual_seed(0)))
+    assert out.std().item() == pytest.approx(std, rel=0.1)

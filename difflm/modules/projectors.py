@@ -79,7 +79,17 @@ class InputEmbed(nn.Module):
 PROJECTORS = {"soft_prompt": SoftPrompt, "kv_memory": KVMemory, "input_embed": InputEmbed}
 
 
-def build_projector(injection, latent_dim, llm_config, prefix_tokens):
+def build_projector(injection, latent_dim, llm_config, prefix_tokens, output_std=None):
+    """The projector for `injection`; with output_std, initialised so that for z ~ N(0, I) its outputs have
+    that scale (the LLM's token-embedding std): a prefix far larger than real tokens would drown them."""
     if injection not in PROJECTORS:
         raise UserError(f"model.injection='{injection}' is not one of {', '.join(PROJECTORS)}")
-    return PROJECTORS[injection](latent_dim, llm_config, prefix_tokens)
+    projector = PROJECTORS[injection](latent_dim, llm_config, prefix_tokens)
+    if output_std is not None:
+        nn.init.normal_(projector.proj.weight, std=output_std / latent_dim**0.5)
+        nn.init.zeros_(projector.proj.bias)
+    return projector
+
+
+def embedding_std(llm):
+    return llm.get_input_embeddings().weight.float().std().item()

@@ -5,7 +5,7 @@ import torch
 from difflm.modules.base import StageModule
 from difflm.modules.encoder import PosteriorEncoder, kl_per_dim, load_encoder, reparameterize
 from difflm.modules.llm import load_llm
-from difflm.modules.projectors import build_projector
+from difflm.modules.projectors import build_projector, embedding_std
 
 
 def build_posterior(model):
@@ -23,7 +23,7 @@ class VAEModule(StageModule):
         self.posterior, self.encoder_tokenizer = build_posterior(model)
         self.llm = load_llm(model["llm"]["source"], model["vae_quantization"], model["compute_dtype"])
         self.projector = build_projector(model["injection"], model["latent_dim"], self.llm.config,
-                                         model["prefix_tokens"])
+                                         model["prefix_tokens"], output_std=embedding_std(self.llm))
         self.beta = train["beta_max"]  # set by the BetaBacktracking callback
 
     def shared_step(self, batch, split):
