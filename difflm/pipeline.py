@@ -26,6 +26,13 @@ def plain(node):
     return OmegaConf.to_container(node, resolve=True)
 
 
+def fit_stage(cfg, run, stage, module, data, callbacks=()):
+    """Fit one stage (resuming from its last checkpoint if there is one); the median seconds per step."""
+    trainer = make_trainer(cfg, run, stage, cfg[stage], callbacks)
+    trainer.fit(module, data, ckpt_path=resume_path(run, stage))
+    return trainer.step_timer.median
+
+
 def train_vae(cfg, run):
     schema, frames = prepare_run_data(cfg.data, run, cfg.seed)
     module = VAEModule(plain(cfg.model), plain(cfg.vae), schema.to_dict())
@@ -34,7 +41,7 @@ def train_vae(cfg, run):
     data = RecordDataModule(*[[{"text": t} for t in record_texts(schema, frames[s])] for s in ("train", "val")],
                             collate, cfg.vae.batch_size, cfg.seed)
     beta = BetaBacktracking(cfg.vae.beta_max, cfg.vae.beta_min, cfg.vae.beta_decay, cfg.vae.beta_patience)
-    make_trainer(cfg, run, "vae", cfg.vae, [beta]).fit(module, data, ckpt_path=resume_path(run, "vae"))
+    return fit_stage(cfg, run, "vae", module, data, [beta])
 
 
 def train_prior(cfg, run):
@@ -47,7 +54,7 @@ def train_prior(cfg, run):
     data = L.LightningDataModule.from_datasets(
         torch.utils.data.TensorDataset(train_mu), torch.utils.data.TensorDataset(val_mu),
         batch_size=cfg.prior.batch_size)
-    make_trainer(cfg, run, "prior", cfg.prior).fit(module, data, ckpt_path=resume_path(run, "prior"))
+    return fit_stage(cfg, run, "prior", module, data)
 
 
 def train_decoder(cfg, run):
@@ -70,7 +77,7 @@ def train_decoder(cfg, run):
              for s in ("train", "val")}
     data = RecordDataModule(items["train"], items["val"], RecordCollator(tokenizer, model["max_length"]),
                             cfg.decoder.batch_size, cfg.seed)
-    make_trainer(cfg, run, "decoder", cfg.decoder).fit(module, data, ckpt_path=resume_path(run, "decoder"))
+    return fit_stage(cfg, run, "decoder", module, data)
 
 
 STAGE_FUNCTIONS = {"vae": train_vae, "prior": train_prior, "decoder": train_decoder}
@@ -87,7 +94,8 @@ def sample_to_file(cfg, run, n, out, seed):
 
 
 def train(cfg):
-    """Run cfg.stage in cfg.run; returns {stage: seconds} (and the sampling stats for stage=all)."""
+    """Run cfg.stage in cfg.run; returns seconds and median seconds per step of each stage (and the
+    sampling statistics for stage=all)."""
     if cfg.stage not in (*STAGES, "all"):
         raise UserError(f"stage='{cfg.stage}' is not one of {', '.join(STAGES)}, all")
     run = RunDir(cfg.run)
@@ -96,19 +104,19 @@ def train(cfg):
     run.root.mkdir(parents=True, exist_ok=True)
     config_io.save(cfg, run.config)
     torch.set_float32_matmul_precision("high")
-    timings = {}
+    timings, step_seconds = {}, {}
     for stage in STAGES if cfg.stage == "all" else (cfg.stage,):
         L.seed_everything(cfg.seed, verbose=False)
         started = time.perf_counter()
-        STAGE_FUNCTIONS[stage](cfg, run)
+        step_seconds[stage] = STAGE_FUNCTIONS[stage](cfg, run)
         timings[stage] = round(time.perf_counter() - started, 1)
-    result = {"seconds": timings}
+    result = {"seconds": timings, "seconds_per_step": step_seconds}
     if cfg.stage == "all":
         out = cfg.sample.out or run.root / "samples.csv"
         started = time.perf_counter()
         schema, records, stats = sample_to_file(cfg, run, cfg.sample.n, out, cfg.seed)
         timings["sample"] = round(time.perf_counter() - started, 1)
         _, frames = load_run_data(run)
-        print_summary(schema, frames["train"], schema.records_to_frame(records), stats, timings, out)
+        print_summary(schema, frames["train"], schema.records_to_frame(records), stats, timings, step_seconds, out)
         result["sample"] = stats
     return result

@@ -21,8 +21,9 @@ class SamplingError(UserError):
 
 def load_generator(run):
     """(schema, prior, decoder) from a run directory's best checkpoints."""
-    prior = PriorModule.load_from_checkpoint(run.best("prior"), map_location="cpu").eval()
-    decoder = DecoderModule.load_from_checkpoint(run.best("decoder"), map_location="cpu").eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    prior = PriorModule.load_from_checkpoint(run.best("prior"), map_location=device).eval()
+    decoder = DecoderModule.load_from_checkpoint(run.best("decoder"), map_location=device).to(device).eval()
     return Schema.from_dict(decoder.hparams.schema), prior, decoder
 
 

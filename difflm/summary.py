@@ -23,12 +23,13 @@ def column_gaps(schema, real, synthetic):
     return pd.DataFrame(rows)
 
 
-def print_summary(schema, real, synthetic, stats, timings, out):
+def print_summary(schema, real, synthetic, stats, timings, step_seconds, out):
     gaps = column_gaps(schema, real, synthetic)
     print(f"\nwrote {len(synthetic)} rows to {out}")
     print(f"validity {stats['validity']:.1%} ({stats['generated']} generated), "
           f"{stats['rows_per_second']} rows/s; failures: {stats['failures'] or 'none'}")
     print("seconds per stage: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    print("median seconds per training step: " + ", ".join(f"{k} {v}" for k, v in step_seconds.items()))
     print(f"mean total variation distance per column: {gaps.tvd.mean():.3f}")
     print(gaps.to_string(index=False))
     return gaps

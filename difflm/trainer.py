@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 
+from difflm.callbacks.timing import StepTimer
 from difflm.errors import UserError
 
 
@@ -27,9 +28,11 @@ def make_logger(cfg, run, stage):
 
 
 def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):
+    """A Trainer for the stage; its StepTimer is `trainer.step_timer`."""
     checkpoint = ModelCheckpoint(dirpath=str(run.stage(stage)), filename="best", monitor="val/loss", mode="min",
                                  save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
-    return L.Trainer(
+    timer = StepTimer()
+    trainer = L.Trainer(
         max_steps=stage_cfg.max_steps,
         val_check_interval=min(stage_cfg.val_every_n_steps, stage_cfg.max_steps),
         check_val_every_n_epoch=None,
@@ -42,10 +45,12 @@ def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.enable_progress_bar,
         logger=make_logger(cfg, run, stage),
-        callbacks=[checkpoint, *callbacks],
+        callbacks=[checkpoint, timer, *callbacks],
         default_root_dir=str(run.root),
         enable_model_summary=False,
     )
+    trainer.step_timer = timer
+    return trainer
 
 
 def resume_path(run, stage):

@@ -21,6 +21,11 @@ class StageModule(L.LightningModule):
     def shared_step(self, batch, split):
         raise NotImplementedError
 
+    def on_fit_start(self):
+        # from_pretrained leaves models in eval mode and Lightning keeps each module's mode: without this,
+        # the encoder's and the LoRA adapters' dropout would be off while training
+        self.train()
+
     def training_step(self, batch, batch_idx):
         return self.shared_step(batch, "train")
 

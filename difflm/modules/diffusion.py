@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from difflm import seeded
+
 
 class NoiseEmbedding(nn.Module):
     """Sinusoidal embedding of a scalar noise level, then an MLP."""
@@ -69,10 +71,10 @@ def edm_denoise(net, x, sigma, sigma_data):
 
 def edm_loss(net, x0, p_mean, p_std, sigma_data, generator=None):
     """EDM training loss: log-normal noise levels, loss weight (sigma^2 + sd^2) / (sigma sd)^2."""
-    rnd = torch.randn(x0.shape[0], generator=generator, device=x0.device)
+    rnd = seeded.randn(x0.shape[0], generator, x0.device)
     sigma = (rnd * p_std + p_mean).exp()
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device) * sigma.view(-1, 1)
+    noise = seeded.randn(x0.shape, generator, x0.device) * sigma.view(-1, 1)
     denoised = edm_denoise(net, x0 + noise, sigma, sigma_data)
     return (weight.view(-1, 1) * (denoised - x0) ** 2).mean()
 
@@ -92,9 +94,9 @@ def ddpm_alpha_bars(timesteps, beta_start, beta_end):
 
 def ddpm_loss(net, x0, alpha_bars, generator=None):
     """Noise-prediction loss: x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, || eps_hat(x_t, t) - eps ||^2."""
-    t = torch.randint(0, len(alpha_bars), (x0.shape[0],), generator=generator, device=x0.device)
+    t = seeded.randint(len(alpha_bars), (x0.shape[0],), generator, x0.device)
     ab = alpha_bars.to(x0.device)[t].view(-1, 1)
-    eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+    eps = seeded.randn(x0.shape, generator, x0.device)
     sigma = ((1 - ab) / ab).sqrt()
     return ((net(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, sigma.log().flatten() / 4) - eps) ** 2).mean()
 
@@ -149,5 +151,5 @@ def sample_euler_ancestral(denoise, x, sigmas, generator=None):
         sigma_down = (sigma_next**2 - sigma_up**2).sqrt()
         x = x + (sigma_down - sigma) * (x - denoised) / sigma
         if sigma_next > 0:
-            x = x + torch.randn(x.shape, generator=generator, device=x.device) * sigma_up
+            x = x + seeded.randn(x.shape, generator, x.device) * sigma_up
     return x

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, ByT5Tokenizer
 
+from difflm import seeded
 from difflm.errors import UserError
 from difflm.modules.llm import package_dir
 
@@ -56,7 +57,7 @@ class PosteriorEncoder(nn.Module):
 
 
 def reparameterize(mu, logvar, generator=None):
-    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    noise = seeded.randn(mu.shape, generator, mu.device).to(mu.dtype)
     return mu + torch.exp(0.5 * logvar) * noise
 
 

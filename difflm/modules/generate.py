@@ -3,6 +3,7 @@
 import torch
 from tqdm.auto import tqdm
 
+from difflm import seeded
 from difflm.datamodules.records import start_token_id
 
 
@@ -13,7 +14,7 @@ def sample_token(logits, temperature, generator):
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     cdf = probs.cumsum(-1)
-    u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device) * cdf[:, -1:]
+    u = seeded.rand((logits.shape[0], 1), generator, logits.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u).squeeze(-1).clamp(max=logits.shape[-1] - 1)
 
 

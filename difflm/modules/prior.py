@@ -4,6 +4,7 @@ import copy
 
 import torch
 
+from difflm import seeded
 from difflm.modules import diffusion
 from difflm.modules.base import StageModule
 
@@ -41,7 +42,7 @@ class PriorModule(StageModule):
         if split == "train":
             loss = self.loss(self.net, x0)
         else:  # fixed noise so evaluations are comparable; the EMA weights are the ones sampled from
-            generator = torch.Generator(x0.device).manual_seed(0)
+            generator = torch.Generator().manual_seed(0)
             loss = self.loss(self.ema, x0, generator)
         self.log_split(split, dict(loss=loss), x0.shape[0])
         return loss
@@ -67,7 +68,7 @@ class PriorModule(StageModule):
     def sample(self, n, generator=None, steps=None):
         """n latents in the VAE's space (un-normalised): Heun for EDM, ancestral sampling for DDPM."""
         sigmas = self.sigmas(steps).to(self.mean.device)
-        x = torch.randn((n, self.hparams.latent_dim), generator=generator).to(self.mean.device) * sigmas[0]
+        x = seeded.randn((n, self.hparams.latent_dim), generator, self.mean.device) * sigmas[0]
         if self.hparams.train["kind"] == "edm":
             x = diffusion.sample_heun(self.denoise, x, sigmas)
         else:
