@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 
 from difflm import config as config_io
 from difflm.callbacks.beta import BetaBacktracking
-from difflm.datamodules.records import (RecordCollator, RecordDataModule, llm_token_ids, load_run_data,
-                                        prepare_run_data, record_texts)
+from difflm.datamodules.records import (RecordCollator, RecordDataModule, common_prefix, llm_token_ids,
+                                        load_run_data, prepare_run_data, record_texts)
 from difflm.errors import UserError
 from difflm.latents import cached_latents
 from difflm.modules.decoder import DecoderModule
@@ -69,9 +69,9 @@ def train_decoder(cfg, run):
     latents = cached_latents(run, schema, frames, cfg.prior.encode_batch_size)
     tokenizer = load_tokenizer(model["llm"]["source"])
     texts = {s: record_texts(schema, frames[s]) for s in ("train", "val")}
-    longest = max(len(llm_token_ids(tokenizer, t, 10**9)) for t in texts["train"])
-    max_new_tokens = cfg.sample.max_new_tokens or int(longest * 1.5) + 8
-    module = DecoderModule(model, plain(cfg.decoder), schema.to_dict(), max_new_tokens)
+    token_ids = [llm_token_ids(tokenizer, t, model["max_length"]) for t in texts["train"]]
+    max_new_tokens = cfg.sample.max_new_tokens or int(max(map(len, token_ids)) * 1.5) + 8
+    module = DecoderModule(model, plain(cfg.decoder), schema.to_dict(), max_new_tokens, common_prefix(token_ids))
     module.projector.load_state_dict(projector_state)
     items = {s: [{"text": t, "mu": mu, "logvar": lv} for t, mu, lv in zip(texts[s], *latents[s])]
              for s in ("train", "val")}

@@ -1,6 +1,7 @@
 """Generate records: prior latents -> decoder text -> parse and validate against the schema. Invalid rows are
 regenerated (with fresh latents) up to `max_rounds` times; fewer rows than asked is always an error."""
 
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,31 +30,39 @@ def load_generator(run):
 
 def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, temperature=0.5, max_rounds=10,
                    max_new_tokens=None, progress=True):
-    """Exactly n valid records and the sampling statistics, or a SamplingError saying why not."""
+    """Exactly n valid records and the sampling statistics, or a SamplingError saying why not.
+
+    Each regeneration round draws enough rows for the missing ones at the validity seen so far (so a
+    decoder with 30% validity needs a few rounds, not dozens); surplus valid rows are dropped."""
     generator = torch.Generator().manual_seed(seed)
-    records, failures, generated = [], Counter(), 0
+    records, failures, generated, valid = [], Counter(), 0, 0
     started = time.perf_counter()
     for round_ in range(max_rounds + 1):
         missing = n - len(records)
         if missing == 0:
             break
-        z = prior.sample(missing, generator=generator)
+        draws = missing if round_ == 0 else min(math.ceil(1.2 * missing * generated / max(valid, 1)), 20 * missing)
+        z = prior.sample(draws, generator=generator)
         texts = generate_in_batches(
             lambda chunk: decoder.generate(chunk, temperature, generator, max_new_tokens), z, batch_size,
             progress, desc="sampling" if round_ == 0 else f"regenerating {missing} invalid rows")
         generated += len(texts)
         for text in texts:
             try:
-                records.append(schema.parse(text))
+                record = schema.parse(text)
             except InvalidRecord as error:
                 failures[error.kind] += 1
+                continue
+            valid += 1
+            if len(records) < n:
+                records.append(record)
     if len(records) < n:
         reasons = ", ".join(f"{kind} ({count})" for kind, count in failures.most_common(3))
         raise SamplingError(f"only {len(records)} of {n} rows were valid after {max_rounds} rounds of regeneration "
                             f"({generated} generated); most common reasons: {reasons}. Train the decoder longer "
                             "or raise sample.max_rounds")
     seconds = time.perf_counter() - started
-    stats = {"rows": n, "generated": generated, "validity": n / generated, "seconds": round(seconds, 2),
+    stats = {"rows": n, "generated": generated, "validity": valid / generated, "seconds": round(seconds, 2),
              "rows_per_second": round(n / seconds, 3), "failures": dict(failures)}
     return records, stats
 

@@ -64,3 +64,19 @@ def test_projector_starts_at_the_scale_of_the_token_embeddings(llm, injection):
     projector = build_projector(injection, 64, llm.config, prefix_tokens=4, output_std=std)
     out = projector.proj(torch.randn(512, 64, generator=torch.Generator().manual_seed(0)))
     assert out.std().item() == pytest.approx(std, rel=0.1)
+
+
+def test_common_prefix_of_token_sequences():
+    from difflm.datamodules.records import common_prefix
+
+    assert common_prefix([[1, 5, 6, 7, 2], [1, 5, 6, 9, 2], [1, 5, 6, 7, 8, 2]]) == [1, 5, 6]
+    assert common_prefix([[1, 4, 2], [1, 4, 2]]) == [1, 4]  # never the end of a record
+
+
+def test_generation_continues_the_prompt(llm):
+    tokenizer = load_tokenizer("tiny")
+    projector = build_projector("soft_prompt", 16, llm.config, prefix_tokens=4)
+    prompt = [tokenizer.pad_token_id, *tokenizer('{"age": ', add_special_tokens=False).input_ids]
+    texts = generate_texts(llm, projector, tokenizer, torch.randn(3, 16), 5, 1.0, torch.Generator().manual_seed(0),
+                           prompt_ids=prompt)
+    assert all(t.startswith('{"age": ') for t in texts)

@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import pandas as pd
@@ -35,19 +36,22 @@ def valid(schema, small_table, i):
 
 
 def test_invalid_rows_are_regenerated_until_exactly_n(schema, small_table):
-    texts = [valid(schema, small_table, 0), "{oops", valid(schema, small_table, 1), '{"age": 1}',
-             "{still bad", valid(schema, small_table, 2), valid(schema, small_table, 3)]
-    decoder = ScriptedDecoder(texts)
+    first_round = [valid(schema, small_table, 0), "{oops", valid(schema, small_table, 1), '{"age": 1}']
+    # 2 of 4 valid: the second round draws ceil(1.2 * 2 missing / 0.5 validity) = 5 rows
+    second_round = ["{still bad", valid(schema, small_table, 2), valid(schema, small_table, 3),
+                    valid(schema, small_table, 4), "{bad"]
+    decoder = ScriptedDecoder(first_round + second_round)
     records, stats = sample_records(schema, GaussianPrior(), decoder, n=4, batch_size=4, progress=False)
-    assert len(records) == 4 and decoder.calls == 3
-    assert stats["generated"] == 7 and stats["validity"] == pytest.approx(4 / 7)
-    assert stats["failures"] == {"not valid JSON": 2, "wrong keys": 1}
+    assert records == [schema.parse(valid(schema, small_table, i)) for i in range(4)]
+    assert decoder.calls == 3 and stats["generated"] == 9 and stats["validity"] == pytest.approx(5 / 9)
+    assert stats["failures"] == {"not valid JSON": 3, "wrong keys": 1}
 
 
 def test_too_few_valid_rows_is_an_error_that_says_how_many_and_why(schema):
-    decoder = ScriptedDecoder(["not json"] * 100)
-    with pytest.raises(SamplingError, match=r"only 0 of 5 rows were valid after 2 rounds .*15 generated.*"
-                                            r"not valid JSON \(15\)"):
+    decoder = ScriptedDecoder(itertools.repeat("not json"))
+    # rounds of 5, then 30 and 100 (oversampling for an unknown validity, capped at 20 x the missing rows)
+    with pytest.raises(SamplingError, match=r"only 0 of 5 rows were valid after 2 rounds .*135 generated.*"
+                                            r"not valid JSON \(135\)"):
         sample_records(schema, GaussianPrior(), decoder, n=5, max_rounds=2, progress=False)
 
 

@@ -63,6 +63,17 @@ def llm_token_ids(tokenizer, text, max_length):
     return [start_token_id(tokenizer), *ids, tokenizer.eos_token_id]
 
 
+def common_prefix(sequences):
+    """The longest token prefix every sequence shares, always one token shorter than the shortest sequence
+    (so the end of a record is never part of it). Sampling feeds it as the prompt instead of drawing it."""
+    length = 0
+    for column in zip(*sequences):
+        if any(token != column[0] for token in column):
+            break
+        length += 1
+    return list(sequences[0][: min(length, min(map(len, sequences)) - 1)])
+
+
 class RecordCollator:
     """Items {text, [mu, logvar]} -> LLM tokens with labels (+ encoder tokens, + latent moments)."""
 

@@ -20,7 +20,7 @@ class DecoderModule(StageModule):
     stage = "decoder"
     saves_trainable_only = True
 
-    def __init__(self, model: dict, train: dict, schema: dict, max_new_tokens: int):
+    def __init__(self, model: dict, train: dict, schema: dict, max_new_tokens: int, prompt_ids: list | None = None):
         super().__init__()
         self.save_hyperparameters()
         llm = load_llm(model["llm"]["source"], model["quantization"], model["compute_dtype"])
@@ -38,4 +38,5 @@ class DecoderModule(StageModule):
     def generate(self, z, temperature=0.5, generator=None, max_new_tokens=None):
         self.eval()
         return generate_texts(self.llm, self.projector, self.tokenizer, z.to(self.device),
-                              max_new_tokens or self.hparams.max_new_tokens, temperature, generator)
+                              max_new_tokens or self.hparams.max_new_tokens, temperature, generator,
+                              self.hparams.prompt_ids)

@@ -19,10 +19,12 @@ def sample_token(logits, temperature, generator):
 
 
 @torch.no_grad()
-def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5, generator=None):
-    """Decode one text per latent row of z; stops at EOS or after max_new_tokens."""
+def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5, generator=None, prompt_ids=None):
+    """Decode one text per latent row of z, continuing `prompt_ids` (default: the start token; the tokens
+    every training record starts with, when known); stops at EOS or after max_new_tokens."""
     batch = z.shape[0]
-    start = torch.full((batch, 1), start_token_id(tokenizer), dtype=torch.long, device=z.device)
+    prompt_ids = list(prompt_ids or [start_token_id(tokenizer)])
+    start = torch.tensor(prompt_ids, dtype=torch.long, device=z.device).expand(batch, -1)
     inputs = projector.llm_inputs(llm, z, start, torch.ones_like(start))
     attention_mask = inputs["attention_mask"]
     out = llm(**inputs, use_cache=True)
@@ -40,7 +42,8 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
         inputs = projector.llm_inputs(llm, z, next_token[:, None], attention_mask, past_key_values=out.past_key_values)
         out = llm(**inputs, use_cache=True)
     rows = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in range(batch)]
-    return [tokenizer.decode(row[: row.index(eos)] if eos in row else row, skip_special_tokens=True) for row in rows]
+    rows = [prompt_ids + (row[: row.index(eos)] if eos in row else row) for row in rows]
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
 
 
 def generate_in_batches(generate_batch, z, batch_size, progress=True, desc="decoding"):
