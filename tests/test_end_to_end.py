@@ -88,3 +88,27 @@ def test_ddpm_prior_trains_and_samples_from_the_same_vae(trained, tmp_path):
     schema, prior, _ = load_generator(RunDir(copy))
     assert prior.hparams.train["kind"] == "ddpm"
     assert prior.sample(3, torch.Generator().manual_seed(0)).shape == (3, 16)
+
+
+def test_a_users_csv_and_schema_override(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from difflm.config import compose
+
+    rows = [{"height": 150 + i % 40, "colour": ["red", "blue", "green"][i % 3], "ok": i % 2 == 0} for i in range(60)]
+    pd.DataFrame(rows).to_csv(tmp_path / "people.csv", index=False)
+    base = [f"data={tmp_path}/people.csv", "model=tiny", "logger=none", "trainer.enable_progress_bar=false",
+            "stage=vae", "vae.max_steps=2", "vae.val_every_n_steps=2"]
+    train(compose([f"run={tmp_path}/inferred", *base]))
+    inferred = json.loads((tmp_path / "inferred/schema.json").read_text())
+    assert [(c["name"], c["kind"]) for c in inferred["columns"]] == [
+        ("height", "integer"), ("colour", "categorical"), ("ok", "boolean")]
+    assert len(pd.read_parquet(tmp_path / "inferred/data/test.parquet")) == 12  # data.test_fraction=0.2
+
+    inferred["columns"][0].update(minimum=100, maximum=250)
+    (tmp_path / "schema.json").write_text(json.dumps(inferred))
+    train(compose([f"run={tmp_path}/given", *base, f"data.schema={tmp_path}/schema.json"]))
+    given = json.loads((tmp_path / "given/schema.json").read_text())
+    assert (given["columns"][0]["minimum"], given["columns"][0]["maximum"]) == (100, 250)
