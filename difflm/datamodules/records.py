@@ -28,9 +28,12 @@ def prepare_run_data(data_cfg, run, seed):
     train = train.drop(val.index)
     if len(val) == 0:
         raise UserError(f"data.source {data_cfg.source} has {len(train)} rows: too few for a validation split")
-    source = data_cfg.source if data_cfg.source != "adult" else "adult"
+    source = data_cfg.source
     schema = Schema.load(data_cfg.schema) if data_cfg.schema else infer_schema(
         train, max_categories=data_cfg.max_categories, source=source)
+    absent = [name for name in schema.names if name not in train.columns]
+    if absent:
+        raise UserError(f"data.schema {data_cfg.schema} names columns that {source} lacks: {absent}")
     if data_cfg.target is not None and data_cfg.target not in schema.names:
         raise UserError(f"data.target '{data_cfg.target}' is not a column of {source}: one of {schema.names}")
     run.data.mkdir(parents=True, exist_ok=True)
