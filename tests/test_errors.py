@@ -71,3 +71,15 @@ def test_sample_without_a_trained_run(run, capsys, tmp_path):
     fails_cleanly(sample_cli.main, [f"run={run}", "out=x.txt"], capsys, "must end in .csv or .jsonl")
     fails_cleanly(sample_cli.main, [f"run={run}", f"out={tmp_path}/s.csv"], capsys, "no trained prior stage")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_given_schema_that_does_not_match_the_data(run, capsys, tmp_path):
+    import json
+
+    (tmp_path / "t.csv").write_text("a,b\n" + "\n".join(f"{i},x{i % 2}" for i in range(40)) + "\n")
+    schema = {"columns": [{"name": "a", "kind": "integer", "minimum": 0, "maximum": 39},
+                          {"name": "nope", "kind": "categorical", "categories": ["u"]}]}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    fails_cleanly(train_cli.main, train_args(run, f"data={tmp_path}/t.csv", f"data.schema={tmp_path}/schema.json"),
+                  capsys, "names columns that")
+    assert not (run / "data").exists()
