@@ -12,19 +12,21 @@ from difflm.errors import UserError
 
 
 def make_logger(cfg, run, stage):
+    """The stage's logger, with the resolved config sent to it; W&B runs offline without an API key."""
     if cfg.logger == "none":
         return False
     if cfg.logger == "csv":
-        return CSVLogger(save_dir=str(run.root), name="logs", version=stage)
-    if cfg.logger == "wandb":
+        logger = CSVLogger(save_dir=str(run.root), name="logs", version=stage)
+    elif cfg.logger == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
         offline = not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "offline"
         logger = WandbLogger(project=cfg.wandb_project, name=f"{run.root.name}-{stage}", group=run.root.name,
                              save_dir=str(run.root), offline=offline)
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        return logger
-    raise UserError(f"logger='{cfg.logger}' is not one of csv, wandb, none")
+    else:
+        raise UserError(f"logger='{cfg.logger}' is not one of csv, wandb, none")
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
 
 
 def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):

@@ -9,7 +9,10 @@ def test_loggers_by_name_and_wandb_never_needs_a_server(tiny_cfg, tmp_path, monk
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run = RunDir(tmp_path)
     assert make_logger(tiny_cfg("logger=none"), run, "vae") is False
-    assert isinstance(make_logger(tiny_cfg("logger=csv"), run, "vae"), CSVLogger)
+    csv = make_logger(tiny_cfg("logger=csv"), run, "vae")
+    assert isinstance(csv, CSVLogger)
+    csv.save()
+    assert "max_steps" in (tmp_path / "logs" / "vae" / "hparams.yaml").read_text()  # the resolved config
     logger = make_logger(tiny_cfg("logger=wandb"), run, "vae")
     assert isinstance(logger, WandbLogger)
     logger.log_metrics({"train/loss": 1.0}, step=0)  # disabled mode: returns at once, no network
