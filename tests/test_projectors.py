@@ -80,3 +80,13 @@ def test_generation_continues_the_prompt(llm):
     texts = generate_texts(llm, projector, tokenizer, torch.randn(3, 16), 5, 1.0, torch.Generator().manual_seed(0),
                            prompt_ids=prompt)
     assert all(t.startswith('{"age": ') for t in texts)
+
+
+def test_building_a_cached_model_leaves_the_seeded_rng_alone(tmp_path):
+    from difflm.modules.llm import _write_once
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    _write_once(tmp_path / "model", lambda out: torch.nn.Linear(64, 64))  # random init consumes the RNG
+    assert (tmp_path / "model").is_dir() and torch.equal(torch.rand(3), expected)

@@ -38,13 +38,15 @@ def package_dir(package):
 
 
 def _write_once(folder, build):
-    """Create `folder` by calling build(tmp_folder) unless it exists; atomic against interruption."""
+    """Create `folder` by calling build(tmp_folder) unless it exists; atomic against interruption.
+    Building leaves the global RNG as it was, so a run seeds the same whether or not the cache existed."""
     if folder.is_dir():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
     try:
-        build(tmp)
+        with torch.random.fork_rng():
+            build(tmp)
         tmp.rename(folder)
     except OSError:
         if not folder.is_dir():
@@ -71,10 +73,9 @@ def _build_tiny(out):
     """A randomly initialised tiny Llama with fixed weights (seed 0), so a frozen copy is the same every time.
     Its tied embeddings get std 1 instead of 0.02: after the final RMSNorm, logits of a 64-wide model with
     std-0.02 embeddings stay below ~1.5, so no adapter could ever make it confident."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(LlamaConfig(**TINY_LLAMA))
-        torch.nn.init.normal_(model.get_input_embeddings().weight, std=TINY_EMBEDDING_STD)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(**TINY_LLAMA))
+    torch.nn.init.normal_(model.get_input_embeddings().weight, std=TINY_EMBEDDING_STD)
     model.save_pretrained(out)
 
 
