@@ -1,0 +1,90 @@
+"""Metrics on cases with known answers: identical tables, a real holdout, shuffled labels, a constant column,
+missing values."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from difflm.datamodules.schema import infer_schema
+from difflm.datamodules.sources import read_adult
+from difflm.metrics.density import density_errors
+from difflm.metrics.detection import c2st_auc
+from difflm.metrics.encoding import encode
+from difflm.metrics.privacy import dcr_share, exact_copy_rate
+from difflm.metrics.utility import mle
+from difflm.metrics.validity import validity
+
+
+@pytest.fixture(scope="module")
+def adult():
+    """Three disjoint real samples of Adult (train half, holdout half, a third 'synthetic' one) and its test."""
+    frame = read_adult("train").sample(n=3000, random_state=0).reset_index(drop=True)
+    schema = infer_schema(read_adult("train"))
+    test = read_adult("test").sample(n=1500, random_state=0).reset_index(drop=True)
+    return schema, frame.iloc[:1000], frame.iloc[1000:2000], frame.iloc[2000:], test
+
+
+def test_encoding_scales_numbers_and_one_hot_encodes_categories(small_table):
+    schema = infer_schema(small_table)
+    x = encode(schema, small_table)
+    # age (+ missing flag), score, city (3), member (2), label (2)
+    assert x.shape == (6, 1 + 1 + 1 + 3 + 2 + 2)
+    assert x[:, 0].min() == 0 and x[:, 0].max() == 1 and x[2, 1] == 1  # row 2's age is missing
+    assert x[3, 3:6].sum() == 0  # missing city: no category
+
+
+def test_exact_copy_rate(small_table):
+    assert exact_copy_rate(small_table, small_table) == 1.0
+    changed = small_table.assign(score=small_table.score + 100)
+    assert exact_copy_rate(changed, small_table) == 0.0
+    assert exact_copy_rate(pd.concat([small_table.iloc[:3], changed.iloc[:3]]), small_table) == 0.5
+
+
+def test_dcr_share_known_answers(adult):
+    schema, train_half, holdout_half, other, _ = adult
+    assert dcr_share(schema, train_half, train_half, holdout_half) == 1.0  # a copy of the training half
+    assert dcr_share(schema, holdout_half, train_half, holdout_half) == 0.0
+    assert dcr_share(schema, other, train_half, holdout_half) == pytest.approx(0.5, abs=0.06)  # fresh real rows
+
+
+def test_c2st_cannot_separate_real_from_real_but_sees_a_shift(adult):
+    schema, train_half, _, other, _ = adult
+    assert c2st_auc(schema, train_half, other) == pytest.approx(0.5, abs=0.06)
+    shifted = other.assign(age=other.age.clip(lower=60), sex="Female")  # most real rows: younger, male
+    assert c2st_auc(schema, train_half, shifted) > 0.9
+
+
+def test_mle_real_rows_predict_and_shuffled_labels_do_not(adult):
+    schema, train_half, _, _, test = adult
+    real = mle(schema, train_half, test, "income")
+    assert real["metric"] == "auc" and real["score"] > 0.85
+    shuffled = train_half.assign(income=np.random.default_rng(0).permutation(train_half.income.to_numpy()))
+    assert mle(schema, shuffled, test, "income")["score"] == pytest.approx(0.5, abs=0.08)
+    regression = mle(schema, train_half, test, "hours-per-week")
+    assert regression["metric"] == "rmse" and regression["score"] < test["hours-per-week"].std()
+
+
+def test_mle_grid_picks_a_setting_on_the_held_out_ninth(adult):
+    schema, train_half, _, _, test = adult
+    result = mle(schema, train_half.iloc[:300], test.iloc[:300], "income", grid=True)
+    assert set(result["params"]) == {"n_estimators", "min_child_weight", "max_depth", "gamma"}
+    assert 0.5 < result["score"] <= 1
+
+
+def test_density_errors_identical_tables_constant_column_and_missing_values(small_table, adult):
+    schema, train_half, _, other, _ = adult
+    same = density_errors(schema, train_half, train_half)
+    assert same["shape_error"] == 0 and same["trend_error_all_pairs"] == pytest.approx(0, abs=1e-6)
+    real_vs_real = density_errors(schema, train_half, other)
+    assert 0 < real_vs_real["shape_error"] < 5 and real_vs_real["sdmetrics"] == "0.32.0"
+    constant = train_half.assign(race="White")
+    assert density_errors(schema, train_half, constant)["shape_error"] > same["shape_error"]
+    small_schema = infer_schema(small_table)
+    assert density_errors(small_schema, small_table, small_table)["shape_error"] == 0
+
+
+def test_validity_counts_reasons(small_table):
+    schema = infer_schema(small_table)
+    good = schema.to_text(small_table.iloc[0].to_dict())
+    result = validity(schema, [good, good, "{", '{"age": 1}'])
+    assert result == {"rate": 0.5, "failures": {"not valid JSON": 1, "wrong keys": 1}}
