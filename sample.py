@@ -1,11 +1,19 @@
-"""Sample records from a trained run: python sample.py run=runs/adult n=1000 out=synthetic.csv seed=0"""
+"""Sample records from a trained run: python sample.py run=runs/adult n=1000 out=synthetic.csv seed=0
+[evaluate=true [grid=true]]: also write report.json and plots beside the samples (grid: the full MLE grid)."""
 
 import sys
 
+from pathlib import Path
+
 from difflm.config import compose, parse_overrides
+from difflm.datamodules.records import load_run_data
+from difflm.evaluation import evaluate, format_report, write_report
 from difflm.errors import UserError, exit_on_user_error
 from difflm.pipeline import sample_to_file
 from difflm.run_dir import RunDir
+
+
+SAMPLE_ARGS = ("n", "out", "seed", "evaluate", "grid")
 
 
 @exit_on_user_error
@@ -17,12 +25,21 @@ def main(argv):
     if not run.config.is_file():
         raise UserError(f"{run.root} is not a run directory (no config.yaml): train one with train.py first")
     n, out, seed = args.pop("n", 100), args.pop("out", "synthetic.csv"), args.pop("seed", 0)
+    evaluate_, grid = args.pop("evaluate", False), args.pop("grid", False)
     if not isinstance(n, int) or n < 1:
         raise UserError(f"n={n!r} must be a positive integer")
+    if not isinstance(evaluate_, bool) or not isinstance(grid, bool):
+        raise UserError("evaluate= and grid= take true or false")
     # every other argument is a key of the run's config, e.g. sample.temperature=0.7
-    cfg = compose([arg for arg in argv if arg.partition("=")[0] not in ("n", "out", "seed")])
-    _, _, stats = sample_to_file(cfg, run, n, out, seed)
+    cfg = compose([arg for arg in argv if arg.partition("=")[0] not in SAMPLE_ARGS])
+    schema, records, stats = sample_to_file(cfg, run, n, out, seed)
     print(f"wrote {n} rows to {out} (validity {stats['validity']:.1%}, {stats['rows_per_second']} rows/s)")
+    if evaluate_:
+        _, frames = load_run_data(run)
+        report = evaluate(schema, schema.records_to_frame(records), frames, cfg.data.target, seed, grid, stats)
+        paths = write_report(schema, report, schema.records_to_frame(records), frames["train"], Path(out).parent)
+        print(format_report(report))
+        print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
 if __name__ == "__main__":

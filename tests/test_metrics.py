@@ -88,3 +88,16 @@ def test_validity_counts_reasons(small_table):
     good = schema.to_text(small_table.iloc[0].to_dict())
     result = validity(schema, [good, good, "{", '{"age": 1}'])
     assert result == {"rate": 0.5, "failures": {"not valid JSON": 1, "wrong keys": 1}}
+
+
+def test_all_pairs_trend_error_counts_every_pair(adult):
+    from difflm.metrics.density import all_pair_scores
+
+    schema, train_half, _, other, _ = adult
+    scores = all_pair_scores(schema, train_half, other)
+    n = len(schema.names)
+    assert len(scores) == n * (n - 1) // 2 and scores["Score"].notna().all()
+    broken = other.assign(income=np.random.default_rng(0).permutation(other.income.to_numpy()),
+                          relationship=np.random.default_rng(1).permutation(other.relationship.to_numpy()))
+    worse = density_errors(schema, train_half, broken)["trend_error_all_pairs"]
+    assert worse > density_errors(schema, train_half, other)["trend_error_all_pairs"]

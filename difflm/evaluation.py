@@ -1,0 +1,90 @@
+"""Evaluate a synthetic table against the run's real splits: every metric, its time, the versions and the
+seed, written as report.json with PNG plots beside the samples."""
+
+import json
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from difflm import __version__
+from difflm.metrics.density import density_errors
+from difflm.metrics.detection import c2st_auc
+from difflm.metrics.plots import plot_columns, plot_pair_trends
+from difflm.metrics.privacy import dcr_share, exact_copy_rate
+from difflm.metrics.utility import mle
+from difflm.run_dir import atomic_write_text
+
+
+def privacy_splits(train, test, seed):
+    """Equal-size real sets for DCR: the training rows (subsampled), a holdout half of the test split, and the
+    other half of the test split as a real 'synthetic' reference (its DCR share is the ideal's noise level)."""
+    holdout = test.sample(frac=0.5, random_state=seed)
+    reference = test.drop(holdout.index)
+    train_part = train.sample(n=min(len(holdout), len(train)), random_state=seed)
+    return train_part, holdout.iloc[: len(train_part)], reference
+
+
+def evaluate(schema, synthetic, frames, target=None, seed=0, grid=False, sampling=None):
+    """All metrics of `synthetic` against the run's real train/test splits, with the seconds each took."""
+    train, test = frames["train"], frames["test"]
+    seconds, report = {}, {"rows": len(synthetic), "seed": seed}
+
+    def timed(name, compute):
+        started = time.perf_counter()
+        value = compute()
+        seconds[name] = round(time.perf_counter() - started, 3)
+        return value
+
+    if sampling is not None:
+        report["validity"] = {k: sampling[k] for k in ("validity", "generated", "failures") if k in sampling}
+    if target is not None:
+        report["mle"] = {"synthetic": timed("mle", lambda: mle(schema, synthetic, test, target, grid, seed)),
+                         "real_train": timed("mle_real", lambda: mle(schema, train, test, target, grid, seed)),
+                         "target": target, "grid": grid}
+    pair_scores = []
+    report["density"] = timed("density", lambda: density_errors(schema, train, synthetic, pair_scores))
+    train_part, holdout, reference = privacy_splits(train, test, seed)
+    report["privacy"] = {
+        "dcr_share": timed("dcr", lambda: dcr_share(schema, synthetic, train_part, holdout)),
+        "exact_copy_rate": timed("exact_copies", lambda: exact_copy_rate(synthetic, train)),
+        "real_holdout_reference": {"dcr_share": dcr_share(schema, reference, train_part, holdout),
+                                   "exact_copy_rate": exact_copy_rate(reference, train)},
+    }
+    report["detection"] = {"c2st_auc": timed("c2st", lambda: c2st_auc(schema, train, synthetic, seed))}
+    report["seconds"] = seconds
+    report["versions"] = {"difflm": __version__, "python": platform.python_version(),
+                          **{p: version(p) for p in ("torch", "transformers", "sdmetrics", "xgboost-cpu", "scikit-learn")}}
+    report["_pair_scores"] = pair_scores[0]
+    return report
+
+
+def write_report(schema, report, synthetic, real_train, folder):
+    """report.json, columns.png and pair_trends.png in `folder`; returns their paths."""
+    folder = Path(folder)
+    pair_scores = report.pop("_pair_scores")
+    paths = {"report": folder / "report.json", "columns": folder / "columns.png",
+             "pair_trends": folder / "pair_trends.png"}
+    plot_columns(schema, real_train, synthetic, paths["columns"])
+    plot_pair_trends(schema, pair_scores, paths["pair_trends"])
+    atomic_write_text(paths["report"], json.dumps(report, indent=2))
+    return paths
+
+
+def format_report(report):
+    """A short table for the terminal."""
+    lines = []
+    if "validity" in report:
+        lines.append(f"validity              {report['validity']['validity']:.1%}")
+    if "mle" in report:
+        m = report["mle"]
+        lines.append(f"MLE {m['synthetic']['metric']} ({m['target']})  {m['synthetic']['score']:.4f}  "
+                     f"(real train: {m['real_train']['score']:.4f})")
+    d, p = report["density"], report["privacy"]
+    lines.append(f"shape error           {d['shape_error']:.2f}%")
+    lines.append(f"trend error           {d['trend_error_all_pairs']:.2f}% all pairs, {d['trend_error']:.2f}% sdmetrics")
+    lines.append(f"DCR share             {p['dcr_share']:.1%}  (real holdout: {p['real_holdout_reference']['dcr_share']:.1%})")
+    lines.append(f"exact copies          {p['exact_copy_rate']:.3%}  "
+                 f"(real holdout: {p['real_holdout_reference']['exact_copy_rate']:.3%})")
+    lines.append(f"C2ST AUC              {report['detection']['c2st_auc']:.3f}  (0.5 = indistinguishable)")
+    return "\n".join(lines)

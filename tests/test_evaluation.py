@@ -1,0 +1,28 @@
+import json
+
+import pytest
+
+from difflm.datamodules.schema import infer_schema
+from difflm.datamodules.sources import read_adult
+from difflm.evaluation import evaluate, format_report, write_report
+
+
+def test_report_of_a_real_sample_has_every_metric_and_plots(tmp_path):
+    frame = read_adult("train").sample(n=2000, random_state=0)
+    schema = infer_schema(frame)
+    frames = {"train": frame.iloc[:1000], "test": read_adult("test").sample(n=600, random_state=0)}
+    synthetic = frame.iloc[1000:1400]  # real rows the 'model' never saw: the ideal synthetic table
+    report = evaluate(schema, synthetic, frames, target="income", seed=0,
+                      sampling={"validity": 0.9, "generated": 444, "failures": {"wrong keys": 44}})
+    assert report["mle"]["synthetic"]["score"] > 0.8 and report["mle"]["real_train"]["score"] > 0.8
+    assert report["privacy"]["dcr_share"] == pytest.approx(0.5, abs=0.1)
+    assert report["privacy"]["exact_copy_rate"] == 0
+    assert report["detection"]["c2st_auc"] < 0.6
+    assert report["density"]["shape_error"] < 10 and report["validity"]["generated"] == 444
+    assert set(report["seconds"]) == {"mle", "mle_real", "density", "dcr", "exact_copies", "c2st"}
+    paths = write_report(schema, report, synthetic, frames["train"], tmp_path)
+    saved = json.loads(paths["report"].read_text())
+    assert saved["versions"]["sdmetrics"] == "0.32.0" and saved["seed"] == 0
+    for name in ("columns", "pair_trends"):
+        assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "DCR share" in format_report(saved)
