@@ -2,8 +2,8 @@
 
 `python train.py stage=vae data=adult model=tiny vae.max_steps=10` reads as:
   configs/train.yaml, configs/stage/*.yaml, then the chosen group files (data/, model/, budget/), then the
-  overrides. A run directory that already holds a `config.yaml` is the base instead, so a later stage or a
-  resumed one sees the configuration the run started with. Unknown keys and wrong types are refused.
+  overrides. A run directory that already holds a `config.yaml` lays it over those defaults, so a later stage or
+  a resumed one sees the configuration the run started with. Unknown keys and wrong types are refused.
 """
 
 import difflib
@@ -114,15 +114,18 @@ def compose(argv, config_dir=CONFIG_DIR):
     root = OmegaConf.load(config_dir / "train.yaml")
     run = next((value for key, value in dotted if key == "run"), root.run)
     saved = Path(str(run)) / "config.yaml"
-    if saved.is_file():
-        cfg = OmegaConf.load(saved)
-    else:  # the default presets define the data and model sections, so they merge before keys are frozen
-        cfg = root
-        for stage_file in sorted((config_dir / "stage").glob("*.yaml")):
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(stage_file))
-        for group, choice in root.defaults.items():
-            if choice is not None:
-                cfg = OmegaConf.merge(cfg, _group_file(group, choice, config_dir))
+    saved_cfg = OmegaConf.load(saved) if saved.is_file() else None
+    # the presets define the data and model sections, so they merge before keys are frozen; a saved run config
+    # is laid over the defaults of its own presets, so keys added since it was written get their defaults
+    choices = {**root.defaults, **(saved_cfg.get("defaults") or {} if saved_cfg else {})}
+    cfg = root
+    for stage_file in sorted((config_dir / "stage").glob("*.yaml")):
+        cfg = OmegaConf.merge(cfg, OmegaConf.load(stage_file))
+    for group, choice in choices.items():
+        if choice is not None:
+            cfg = OmegaConf.merge(cfg, _group_file(group, choice, config_dir))
+    if saved_cfg is not None:
+        cfg = OmegaConf.merge(cfg, saved_cfg)
     OmegaConf.set_struct(cfg, True)
     for group, choice in selected.items():
         cfg = _merge(cfg, _group_file(group, choice, config_dir))

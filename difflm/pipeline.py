@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from difflm import config as config_io
 from difflm.callbacks.beta import BetaBacktracking
+from difflm.callbacks.evaluation import DownstreamEvaluation
 from difflm.datamodules.records import (RecordCollator, RecordDataModule, common_prefix, llm_token_ids,
                                         load_run_data, prepare_run_data, record_texts)
 from difflm.errors import UserError
@@ -33,6 +34,24 @@ def fit_stage(cfg, run, stage, module, data, callbacks=()):
     return trainer.step_timer.median
 
 
+def downstream_evaluation(cfg, run, this_stage):
+    """The eval/... callback of the prior or decoder stage; it needs the other of the two trained already."""
+    other_stage, other_class = ("decoder", DecoderModule) if this_stage == "prior" else ("prior", PriorModule)
+    loaded = {}
+
+    def pick_models(module):
+        if other_stage not in loaded:
+            loaded[other_stage] = (other_class.load_from_checkpoint(run.best(other_stage), map_location=module.device)
+                                   .eval() if run.has(other_stage) else None)
+        other = loaded[other_stage]
+        if other is None:
+            return None
+        return (module, other) if this_stage == "prior" else (other, module)
+
+    return DownstreamEvaluation(run, pick_models, cfg.evaluation.rows, cfg.evaluation.every_n_steps,
+                                cfg.data.target, cfg.seed, cfg.sample.temperature)
+
+
 def train_vae(cfg, run):
     schema, frames = prepare_run_data(cfg.data, run, cfg.seed)
     module = VAEModule(plain(cfg.model), plain(cfg.vae), schema.to_dict())
@@ -54,7 +73,7 @@ def train_prior(cfg, run):
     data = L.LightningDataModule.from_datasets(
         torch.utils.data.TensorDataset(train_mu), torch.utils.data.TensorDataset(val_mu),
         batch_size=cfg.prior.batch_size)
-    return fit_stage(cfg, run, "prior", module, data)
+    return fit_stage(cfg, run, "prior", module, data, [downstream_evaluation(cfg, run, "prior")])
 
 
 def train_decoder(cfg, run):
@@ -77,7 +96,7 @@ def train_decoder(cfg, run):
              for s in ("train", "val")}
     data = RecordDataModule(items["train"], items["val"], RecordCollator(tokenizer, model["max_length"]),
                             cfg.decoder.batch_size, cfg.seed)
-    return fit_stage(cfg, run, "decoder", module, data)
+    return fit_stage(cfg, run, "decoder", module, data, [downstream_evaluation(cfg, run, "decoder")])
 
 
 STAGE_FUNCTIONS = {"vae": train_vae, "prior": train_prior, "decoder": train_decoder}

@@ -52,6 +52,9 @@ class RunDir:
     def last(self, stage):
         return self.stage(stage) / "last.ckpt"
 
+    def has(self, stage):
+        return (self.stage(stage) / "best.ckpt").is_file() or self.last(stage).is_file()
+
     def best(self, stage):
         """The stage's best checkpoint; a clear error if the stage has not been trained in this run."""
         for path in (self.stage(stage) / "best.ckpt", self.last(stage)):

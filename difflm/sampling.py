@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from difflm.datamodules.schema import InvalidRecord, Schema
+from difflm.datamodules.schema import Schema
 from difflm.errors import UserError
 from difflm.modules.decoder import DecoderModule
 from difflm.modules.generate import generate_in_batches
+from difflm.metrics.validity import parse_valid
 from difflm.modules.prior import PriorModule
 from difflm.run_dir import atomic_write
 
@@ -47,15 +48,10 @@ def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, temperature
             lambda chunk: decoder.generate(chunk, temperature, generator, max_new_tokens), z, batch_size,
             progress, desc="sampling" if round_ == 0 else f"regenerating {missing} invalid rows")
         generated += len(texts)
-        for text in texts:
-            try:
-                record = schema.parse(text)
-            except InvalidRecord as error:
-                failures[error.kind] += 1
-                continue
-            valid += 1
-            if len(records) < n:
-                records.append(record)
+        round_records, round_failures = parse_valid(schema, texts)
+        valid += len(round_records)
+        failures.update(round_failures)
+        records.extend(round_records[:missing])
     if len(records) < n:
         reasons = ", ".join(f"{kind} ({count})" for kind, count in failures.most_common(3))
         raise SamplingError(f"only {len(records)} of {n} rows were valid after {max_rounds} rounds of regeneration "

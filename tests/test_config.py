@@ -41,3 +41,11 @@ def test_saved_run_config_is_the_base(tmp_path):
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(first))
     later = compose([f"run={tmp_path}", "stage=prior"])
     assert later.model.name == "tiny" and later.vae.max_steps == 5 and later.stage == "prior"
+
+
+def test_a_run_saved_before_a_key_existed_gets_its_default(tmp_path):
+    first = OmegaConf.to_container(compose([f"run={tmp_path}", "model=tiny", "vae.max_steps=5"]))
+    del first["evaluation"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(first))
+    later = compose([f"run={tmp_path}", "stage=decoder"])
+    assert later.evaluation.rows == 8 and later.model.name == "tiny" and later.vae.max_steps == 5

@@ -33,6 +33,32 @@ def test_run_directory_describes_itself(trained):
     header = (run.root / "logs/vae/metrics.csv").read_text().splitlines()[0]
     for metric in ("train/recon", "train/kl", "train/beta", "val/recon", "val/kl", "val/loss"):
         assert metric in header
+    # the decoder stage ends with a downstream evaluation through the whole pipeline (prior trained before it)
+    decoder_log = (run.root / "logs/decoder/metrics.csv").read_text()
+    assert "eval/validity" in decoder_log.splitlines()[0]
+
+
+def test_downstream_evaluation_logs_fast_metrics_when_rows_are_valid(trained):
+    from difflm.callbacks.evaluation import DownstreamEvaluation
+    from difflm.datamodules.records import load_run_data
+
+    run, _, _ = trained
+    schema, frames = load_run_data(run)
+    real_rows = [schema.to_text(r) for r in frames["train"].to_dict("records")][:12]
+
+    class RealRowsDecoder:  # a decoder that writes real rows: every metric must be computed
+        def generate(self, z, temperature, generator):
+            return real_rows[: len(z)]
+
+    class Trainer:
+        global_step, logger, sanity_checking = 7, None, False
+
+    _, prior, _ = load_generator(run)
+    callback = DownstreamEvaluation(run, lambda module: (prior, RealRowsDecoder()), rows=12,
+                                    target="income")
+    metrics = callback.evaluate(Trainer(), prior)
+    assert metrics["validity"] == 1.0 and {"mle_auc", "shape_error", "trend_error", "dcr_share", "c2st_auc"} <= set(metrics)
+    assert callback.history[-1]["step"] == 7
 
 
 def test_checkpoints_hold_only_what_trained(trained):

@@ -79,6 +79,8 @@ def test_density_errors_identical_tables_constant_column_and_missing_values(smal
     assert 0 < real_vs_real["shape_error"] < 5 and real_vs_real["sdmetrics"] == "0.32.0"
     constant = train_half.assign(race="White")
     assert density_errors(schema, train_half, constant)["shape_error"] > same["shape_error"]
+    constant_number = density_errors(schema, train_half, train_half.assign(age=40))  # correlation undefined
+    assert constant_number["shape_error"] > 0 and constant_number["trend_error_all_pairs"] is not None
     small_schema = infer_schema(small_table)
     assert density_errors(small_schema, small_table, small_table)["shape_error"] == 0
 

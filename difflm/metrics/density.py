@@ -7,6 +7,7 @@ from importlib.metadata import version
 import numpy as np
 import pandas as pd
 from sdmetrics.column_pairs import ContingencySimilarity, CorrelationSimilarity
+from sdmetrics.errors import ConstantInputError
 
 with warnings.catch_warnings():  # 0.32 deprecates it for a report that needs multi-table metadata
     warnings.simplefilter("ignore", FutureWarning)
@@ -53,7 +54,7 @@ def all_pair_scores(schema, real, synthetic):
                 else:
                     score = ContingencySimilarity.compute(
                         real[pair], synthetic[pair], continuous_column_names=[c for c in pair if c in numeric] or None)
-            except (ValueError, ZeroDivisionError):
+            except (ConstantInputError, ValueError, ZeroDivisionError):
                 score = np.nan
         rows.append((first, second, float(score)))
     return pd.DataFrame(rows, columns=["Column 1", "Column 2", "Score"])
