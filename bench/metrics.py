@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from difflm.datamodules.schema import infer_schema  # noqa: E402
 from difflm.datamodules.sources import read_adult  # noqa: E402
 from difflm.evaluation import privacy_splits  # noqa: E402
+from difflm.metrics.coverage import alpha_precision_beta_recall  # noqa: E402
 from difflm.metrics.density import density_errors  # noqa: E402
 from difflm.metrics.detection import c2st_auc  # noqa: E402
 from difflm.metrics.privacy import dcr_share, exact_copy_rate  # noqa: E402
@@ -44,6 +45,7 @@ def main():
         "dcr_share": lambda: dcr_share(schema, synthetic, train_part, holdout),
         "exact_copy_rate": lambda: exact_copy_rate(synthetic, train),
         "c2st_auc": lambda: c2st_auc(schema, train, synthetic),
+        "alpha_precision_beta_recall": lambda: alpha_precision_beta_recall(schema, train, synthetic),
     }
     if args.grid:
         metrics["mle_grid"] = lambda: mle(schema, synthetic, test, "income", grid=True)

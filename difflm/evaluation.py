@@ -8,6 +8,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from difflm import __version__
+from difflm.metrics.coverage import alpha_precision_beta_recall
 from difflm.metrics.density import density_errors
 from difflm.metrics.detection import c2st_auc
 from difflm.metrics.plots import plot_columns, plot_pair_trends
@@ -52,6 +53,10 @@ def evaluate(schema, synthetic, frames, target=None, seed=0, grid=False, samplin
                                    "exact_copy_rate": exact_copy_rate(reference, train)},
     }
     report["detection"] = {"c2st_auc": timed("c2st", lambda: c2st_auc(schema, train, synthetic, seed))}
+    precision, recall = timed("coverage", lambda: alpha_precision_beta_recall(schema, train, synthetic, seed))
+    reference = alpha_precision_beta_recall(schema, train_part, reference, seed)
+    report["coverage"] = {"alpha_precision": precision, "beta_recall": recall,
+                          "real_holdout_reference": {"alpha_precision": reference[0], "beta_recall": reference[1]}}
     report["seconds"] = seconds
     report["versions"] = {"difflm": __version__, "python": platform.python_version(),
                           **{p: version(p) for p in ("torch", "transformers", "sdmetrics", "xgboost-cpu", "scikit-learn")}}
@@ -86,5 +91,10 @@ def format_report(report):
     lines.append(f"DCR share             {p['dcr_share']:.1%}  (real holdout: {p['real_holdout_reference']['dcr_share']:.1%})")
     lines.append(f"exact copies          {p['exact_copy_rate']:.3%}  "
                  f"(real holdout: {p['real_holdout_reference']['exact_copy_rate']:.3%})")
+    c = report["coverage"]
+    lines.append(f"alpha-precision       {c['alpha_precision']:.3f}  "
+                 f"(real holdout: {c['real_holdout_reference']['alpha_precision']:.3f})")
+    lines.append(f"beta-recall           {c['beta_recall']:.3f}  "
+                 f"(real holdout: {c['real_holdout_reference']['beta_recall']:.3f})")
     lines.append(f"C2ST AUC              {report['detection']['c2st_auc']:.3f}  (0.5 = indistinguishable)")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import pytest
 
 from difflm.datamodules.schema import infer_schema
 from difflm.datamodules.sources import read_adult
+from difflm.metrics.coverage import alpha_precision_beta_recall
 from difflm.metrics.density import density_errors
 from difflm.metrics.detection import c2st_auc
 from difflm.metrics.encoding import encode
@@ -103,3 +104,16 @@ def test_all_pairs_trend_error_counts_every_pair(adult):
                           relationship=np.random.default_rng(1).permutation(other.relationship.to_numpy()))
     worse = density_errors(schema, train_half, broken)["trend_error_all_pairs"]
     assert worse > density_errors(schema, train_half, other)["trend_error_all_pairs"]
+
+
+def test_alpha_precision_beta_recall_known_answers(adult):
+    schema, train_half, holdout_half, other, _ = adult
+    assert alpha_precision_beta_recall(schema, train_half, train_half) == pytest.approx((1, 1), abs=0.01)
+    precision, recall = alpha_precision_beta_recall(schema, train_half, holdout_half)
+    # fresh real rows: inside the real supports; each real row's nearest neighbour is as likely real as not
+    assert precision > 0.93 and recall == pytest.approx(0.5, abs=0.08)
+    collapsed = holdout_half.iloc[[0] * len(holdout_half)]  # every synthetic row the same real row
+    collapsed_precision, collapsed_recall = alpha_precision_beta_recall(schema, train_half, collapsed)
+    assert collapsed_precision < 0.6 and collapsed_recall < 0.05
+    married = pd.concat([holdout_half, other]).query("`marital-status` == 'Married-civ-spouse'")
+    assert alpha_precision_beta_recall(schema, train_half, married)[1] < recall - 0.1  # a dropped mode: lost coverage

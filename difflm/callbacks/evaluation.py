@@ -5,6 +5,7 @@ import torch
 import lightning as L
 
 from difflm.datamodules.records import load_run_data
+from difflm.metrics.coverage import alpha_precision_beta_recall
 from difflm.metrics.density import density_errors
 from difflm.metrics.detection import c2st_auc
 from difflm.metrics.privacy import dcr_share
@@ -16,7 +17,8 @@ MIN_VALID_ROWS = 10  # fewer valid rows than this: only validity is logged
 
 
 def fast_metrics(schema, synthetic, frames, target, seed):
-    """The cheap metrics of a small synthetic table (fast MLE, density, DCR share, C2ST), flat for logging."""
+    """The cheap metrics of a small synthetic table (fast MLE, density, DCR share, C2ST, alpha-precision and
+    beta-recall), flat for logging."""
     metrics = {}
     if target is not None:
         utility = mle(schema, synthetic, frames["test"], target, seed=seed)
@@ -26,6 +28,8 @@ def fast_metrics(schema, synthetic, frames, target, seed):
     train_part, holdout, _ = privacy_splits(frames["train"], frames["test"], seed)
     metrics["dcr_share"] = dcr_share(schema, synthetic, train_part, holdout)
     metrics["c2st_auc"] = c2st_auc(schema, frames["train"], synthetic, seed)
+    metrics["alpha_precision"], metrics["beta_recall"] = alpha_precision_beta_recall(
+        schema, frames["train"], synthetic, seed)
     return metrics
 
 

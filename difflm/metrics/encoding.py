@@ -4,6 +4,7 @@ categorical and boolean columns one-hot over the schema's categories (missing: a
 
 import numpy as np
 import pandas as pd
+import torch
 
 
 def encode(schema, frame):
@@ -24,3 +25,12 @@ def encode(schema, frame):
                 as_key = as_key.map(lambda v: None if v is None else bool(v))
             blocks.append(np.stack([(as_key == c).to_numpy(dtype=float) for c in categories], axis=1))
     return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def nearest(queries, points, p=2, k=1, chunk=1024):
+    """(distances, indices), each (n_queries, k): the k nearest rows of `points` to each query row under the
+    L-p distance, nearest first (both encoded matrices)."""
+    points = torch.from_numpy(points)
+    found = [torch.cdist(torch.from_numpy(q), points, p=p).topk(k, dim=1, largest=False)
+             for q in np.array_split(queries, max(1, len(queries) // chunk))]
+    return torch.cat([f.values for f in found]).numpy(), torch.cat([f.indices for f in found]).numpy()
