@@ -1,5 +1,6 @@
 """train(cfg): run the chosen stage(s) in a run directory; stage=all also samples and prints a summary."""
 
+import json
 import time
 
 import lightning as L
@@ -9,6 +10,7 @@ from omegaconf import OmegaConf
 from difflm import config as config_io
 from difflm.callbacks.beta import BetaBacktracking
 from difflm.callbacks.evaluation import DownstreamEvaluation
+from difflm.callbacks.reconstruction import ReconstructionAccuracy
 from difflm.datamodules.records import (RecordCollator, RecordDataModule, common_prefix, llm_token_ids,
                                         load_run_data, prepare_run_data, record_texts)
 from difflm.errors import UserError
@@ -17,7 +19,7 @@ from difflm.modules.decoder import DecoderModule
 from difflm.modules.llm import load_tokenizer
 from difflm.modules.prior import PriorModule
 from difflm.modules.vae import VAEModule, load_vae_parts
-from difflm.run_dir import STAGES, RunDir
+from difflm.run_dir import STAGES, RunDir, atomic_write_text
 from difflm.sampling import checked_output_path, load_generator, sample_records, write_table
 from difflm.summary import print_summary
 from difflm.trainer import make_trainer, resume_path
@@ -28,10 +30,21 @@ def plain(node):
 
 
 def fit_stage(cfg, run, stage, module, data, callbacks=()):
-    """Fit one stage (resuming from its last checkpoint if there is one); the median seconds per step."""
+    """Fit one stage (resuming from its last checkpoint if there is one). Its final metrics (the last value of
+    everything it logged) go to <run>/<stage>/metrics.json; returns them with the median seconds per step."""
     trainer = make_trainer(cfg, run, stage, cfg[stage], callbacks)
     trainer.fit(module, data, ckpt_path=resume_path(run, stage))
-    return trainer.step_timer.median
+    metrics = {name: round(float(value), 6) for name, value in sorted(trainer.callback_metrics.items())}
+    metrics["seconds_per_step"] = trainer.step_timer.median
+    atomic_write_text(run.stage(stage) / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics
+
+
+def decoding_setup(cfg, tokenizer, texts, max_length):
+    """(max_new_tokens, prompt_ids) for decoding records like `texts`: sample.max_new_tokens or 1.5 x the longest
+    record in tokens, and the tokens every record starts with."""
+    token_ids = [llm_token_ids(tokenizer, t, max_length) for t in texts]
+    return cfg.sample.max_new_tokens or int(max(map(len, token_ids)) * 1.5) + 8, common_prefix(token_ids)
 
 
 def downstream_evaluation(cfg, run, this_stage):
@@ -48,19 +61,25 @@ def downstream_evaluation(cfg, run, this_stage):
             return None
         return (module, other) if this_stage == "prior" else (other, module)
 
-    return DownstreamEvaluation(run, pick_models, cfg.evaluation.rows, cfg.evaluation.every_n_steps,
-                                cfg.data.target, cfg.seed, cfg.sample.temperature)
+    e = cfg.evaluation
+    return DownstreamEvaluation(run, pick_models, e.rows, e.every_n_steps, cfg.data.target, cfg.seed,
+                                cfg.sample.temperature, run.stage(this_stage) / "eval", e.table_rows)
 
 
 def train_vae(cfg, run):
     schema, frames = prepare_run_data(cfg.data, run, cfg.seed)
     module = VAEModule(plain(cfg.model), plain(cfg.vae), schema.to_dict())
-    collate = RecordCollator(load_tokenizer(cfg.model.llm.source), cfg.model.max_length,
-                             module.encoder_tokenizer, cfg.model.encoder.max_length)
-    data = RecordDataModule(*[[{"text": t} for t in record_texts(schema, frames[s])] for s in ("train", "val")],
+    collate = RecordCollator(module.tokenizer, cfg.model.max_length, module.encoder_tokenizer,
+                             cfg.model.encoder.max_length)
+    texts = {s: record_texts(schema, frames[s]) for s in ("train", "val")}
+    data = RecordDataModule(*[[{"text": t} for t in texts[s]] for s in ("train", "val")],
                             collate, cfg.vae.batch_size, cfg.seed)
     beta = BetaBacktracking(cfg.vae.beta_max, cfg.vae.beta_min, cfg.vae.beta_decay, cfg.vae.beta_patience)
-    return fit_stage(cfg, run, "vae", module, data, [beta])
+    max_new_tokens, prompt_ids = decoding_setup(cfg, module.tokenizer, texts["train"], cfg.model.max_length)
+    reconstruction = ReconstructionAccuracy(schema, frames["val"].head(cfg.evaluation.rows).to_dict("records"),
+                                            collate, max_new_tokens, prompt_ids, cfg.evaluation.every_n_steps,
+                                            cfg.sample.batch_size)
+    return fit_stage(cfg, run, "vae", module, data, [beta, reconstruction])
 
 
 def train_prior(cfg, run):
@@ -88,9 +107,8 @@ def train_decoder(cfg, run):
     latents = cached_latents(run, schema, frames, cfg.prior.encode_batch_size)
     tokenizer = load_tokenizer(model["llm"]["source"])
     texts = {s: record_texts(schema, frames[s]) for s in ("train", "val")}
-    token_ids = [llm_token_ids(tokenizer, t, model["max_length"]) for t in texts["train"]]
-    max_new_tokens = cfg.sample.max_new_tokens or int(max(map(len, token_ids)) * 1.5) + 8
-    module = DecoderModule(model, plain(cfg.decoder), schema.to_dict(), max_new_tokens, common_prefix(token_ids))
+    max_new_tokens, prompt_ids = decoding_setup(cfg, tokenizer, texts["train"], model["max_length"])
+    module = DecoderModule(model, plain(cfg.decoder), schema.to_dict(), max_new_tokens, prompt_ids)
     module.projector.load_state_dict(projector_state)
     items = {s: [{"text": t, "mu": mu, "logvar": lv} for t, mu, lv in zip(texts[s], *latents[s])]
              for s in ("train", "val")}
@@ -123,13 +141,14 @@ def train(cfg):
     run.root.mkdir(parents=True, exist_ok=True)
     config_io.save(cfg, run.config)
     torch.set_float32_matmul_precision("high")
-    timings, step_seconds = {}, {}
+    timings, step_seconds, metrics = {}, {}, {}
     for stage in STAGES if cfg.stage == "all" else (cfg.stage,):
         L.seed_everything(cfg.seed, verbose=False)
         started = time.perf_counter()
-        step_seconds[stage] = STAGE_FUNCTIONS[stage](cfg, run)
+        metrics[stage] = STAGE_FUNCTIONS[stage](cfg, run)
+        step_seconds[stage] = metrics[stage]["seconds_per_step"]
         timings[stage] = round(time.perf_counter() - started, 1)
-    result = {"seconds": timings, "seconds_per_step": step_seconds}
+    result = {"seconds": timings, "seconds_per_step": step_seconds, "metrics": metrics}
     if cfg.stage == "all":
         out = cfg.sample.out or run.root / "samples.csv"
         started = time.perf_counter()

@@ -1,5 +1,6 @@
 """All three stages and sampling with model=tiny on a small slice of Adult, on CPU."""
 
+import json
 import shutil
 
 import pytest
@@ -33,9 +34,15 @@ def test_run_directory_describes_itself(trained):
     header = (run.root / "logs/vae/metrics.csv").read_text().splitlines()[0]
     for metric in ("train/recon", "train/kl", "train/beta", "val/recon", "val/kl", "val/loss"):
         assert metric in header
+    # the vae stage ends with its reconstruction accuracy on validation records, which every stage's
+    # metrics.json keeps with the last value of everything else it logged
+    assert "val/recon_accuracy" in header
+    vae_metrics = json.loads((run.root / "vae/metrics.json").read_text())
+    assert 0 <= vae_metrics["val/recon_accuracy"] <= 1 and vae_metrics["val/recon"] > 0
     # the decoder stage ends with a downstream evaluation through the whole pipeline (prior trained before it)
     decoder_log = (run.root / "logs/decoder/metrics.csv").read_text()
     assert "eval/validity" in decoder_log.splitlines()[0]
+    assert "eval/validity" in json.loads((run.root / "decoder/metrics.json").read_text())
 
 
 def test_downstream_evaluation_logs_fast_metrics_when_rows_are_valid(trained):
@@ -51,14 +58,16 @@ def test_downstream_evaluation_logs_fast_metrics_when_rows_are_valid(trained):
             return real_rows[: len(z)]
 
     class Trainer:
-        global_step, logger, sanity_checking = 7, None, False
+        global_step, logger, sanity_checking, callback_metrics = 7, None, False, {}
 
     _, prior, _ = load_generator(run)
     callback = DownstreamEvaluation(run, lambda module: (prior, RealRowsDecoder()), rows=12,
                                     target="income")
     metrics = callback.evaluate(Trainer(), prior)
-    assert metrics["validity"] == 1.0 and {"mle_auc", "shape_error", "trend_error", "dcr_share", "c2st_auc"} <= set(metrics)
-    assert callback.history[-1]["step"] == 7
+    assert metrics["validity"] == 1.0 and {"mle_auc", "shape_error", "trend_error", "dcr_share", "c2st_auc",
+                                           "alpha_precision", "beta_recall"} <= set(metrics)
+    assert callback.history[-1]["step"] == 7 and float(Trainer.callback_metrics["eval/c2st_auc"]) == pytest.approx(
+        metrics["c2st_auc"])
 
 
 def test_checkpoints_hold_only_what_trained(trained):

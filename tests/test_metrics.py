@@ -117,3 +117,18 @@ def test_alpha_precision_beta_recall_known_answers(adult):
     assert collapsed_precision < 0.6 and collapsed_recall < 0.05
     married = pd.concat([holdout_half, other]).query("`marital-status` == 'Married-civ-spouse'")
     assert alpha_precision_beta_recall(schema, train_half, married)[1] < recall - 0.1  # a dropped mode: lost coverage
+
+
+def test_reconstruction_field_accuracy(small_table):
+    from difflm.metrics.reconstruction import field_accuracy
+
+    schema = infer_schema(small_table)
+    records = small_table.to_dict("records")
+    texts = [schema.to_text(r) for r in records]
+    assert field_accuracy(schema, records, texts) == {"field_accuracy": 1.0, "row_accuracy": 1.0}
+    one_wrong = texts[1].replace('"Lyon"', '"Nice"')
+    member_as_number = texts[0].replace('"member": true', '"member": 1')  # true is not 1
+    broken = [member_as_number, one_wrong, "{not json", *texts[3:]]
+    result = field_accuracy(schema, records, broken)
+    assert result["field_accuracy"] == pytest.approx((4 + 4 + 0 + 3 * 5) / 30)
+    assert result["row_accuracy"] == pytest.approx(3 / 6)

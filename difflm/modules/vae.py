@@ -4,7 +4,8 @@ import torch
 
 from difflm.modules.base import StageModule
 from difflm.modules.encoder import PosteriorEncoder, kl_per_dim, load_encoder, reparameterize
-from difflm.modules.llm import load_llm
+from difflm.modules.generate import generate_texts
+from difflm.modules.llm import load_llm, load_tokenizer
 from difflm.modules.projectors import build_projector, embedding_std
 
 
@@ -24,6 +25,7 @@ class VAEModule(StageModule):
         self.llm = load_llm(model["llm"]["source"], model["vae_quantization"], model["compute_dtype"])
         self.projector = build_projector(model["injection"], model["latent_dim"], self.llm.config,
                                          model["prefix_tokens"], output_std=embedding_std(self.llm))
+        self.tokenizer = load_tokenizer(model["llm"]["source"])
         self.beta = train["beta_max"]  # set by the BetaBacktracking callback
 
     def shared_step(self, batch, split):
@@ -35,6 +37,14 @@ class VAEModule(StageModule):
         loss = recon + self.beta * kl
         self.log_split(split, dict(loss=loss, recon=recon, kl=kl, beta=self.beta), batch["input_ids"].shape[0])
         return loss
+
+    @torch.no_grad()
+    def reconstruct(self, batch, max_new_tokens, prompt_ids=None):
+        """Texts decoded greedily from the posterior means of a batch's records."""
+        mu, _ = self.posterior(batch["encoder_input_ids"].to(self.device),
+                               batch["encoder_attention_mask"].to(self.device))
+        return generate_texts(self.llm, self.projector, self.tokenizer, mu, max_new_tokens, temperature=0,
+                              prompt_ids=prompt_ids)
 
 
 def load_vae_parts(path):
