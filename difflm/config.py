@@ -3,7 +3,9 @@
 `python train.py stage=vae data=adult model=tiny vae.max_steps=10` reads as:
   configs/train.yaml, configs/stage/*.yaml, then the chosen group files (data/, model/, budget/), then the
   overrides. A run directory that already holds a `config.yaml` lays it over those defaults, so a later stage or
-  a resumed one sees the configuration the run started with. Unknown keys and wrong types are refused.
+  a resumed one sees the configuration the run started with; a new run with `upstream=<run>` starts from that
+  run's. Values may use OmegaConf interpolations (`run=runs/sweeps/${oc.env:WANDB_RUN_ID}`). Unknown keys and
+  wrong types are refused.
 """
 
 import difflib
@@ -30,10 +32,21 @@ def parse_overrides(argv):
         if not sep or not key:
             raise UserError(f"argument '{arg}' is not key=value (e.g. stage=vae or vae.max_steps=100)")
         value = yaml.safe_load(raw) if raw else ""
+        if isinstance(value, str) and "${" in value:
+            value = _interpolated(arg, value)
         if isinstance(value, str) and SCIENTIFIC.fullmatch(raw):
             value = float(raw)  # YAML 1.1 reads 3e-3 (no dot) as a string
         overrides.append((key.strip(), value))
     return overrides
+
+
+def _interpolated(arg, value):
+    """A value with OmegaConf interpolations resolved, e.g. run=runs/sweeps/${oc.env:WANDB_RUN_ID}."""
+    try:
+        return OmegaConf.create({"value": value}).value
+    except Exception as error:  # omegaconf raises several error types here, all of them the user's to fix
+        raise UserError(f"argument '{arg}': cannot resolve it ({error.__class__.__name__}: "
+                        f"{str(error).splitlines()[0]})") from None
 
 
 def group_choices(group, config_dir=CONFIG_DIR):
@@ -113,8 +126,10 @@ def compose(argv, config_dir=CONFIG_DIR):
 
     root = OmegaConf.load(config_dir / "train.yaml")
     run = next((value for key, value in dotted if key == "run"), root.run)
-    saved = Path(str(run)) / "config.yaml"
-    saved_cfg = OmegaConf.load(saved) if saved.is_file() else None
+    upstream = next((value for key, value in dotted if key == "upstream"), None)
+    # a new run with an upstream starts from the upstream's configuration
+    saved = next((path for path in (Path(str(d)) / "config.yaml" for d in (run, upstream) if d) if path.is_file()), None)
+    saved_cfg = OmegaConf.load(saved) if saved else None
     # the presets define the data and model sections, so they merge before keys are frozen; a saved run config
     # is laid over the defaults of its own presets, so keys added since it was written get their defaults
     choices = {**root.defaults, **(saved_cfg.get("defaults") or {} if saved_cfg else {})}

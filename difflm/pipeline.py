@@ -19,7 +19,7 @@ from difflm.modules.decoder import DecoderModule
 from difflm.modules.llm import load_tokenizer
 from difflm.modules.prior import PriorModule
 from difflm.modules.vae import VAEModule, load_vae_parts
-from difflm.run_dir import STAGES, RunDir, atomic_write_text
+from difflm.run_dir import STAGES, RunDir, atomic_write_text, link_upstream
 from difflm.sampling import checked_output_path, load_generator, sample_records, write_table
 from difflm.summary import print_summary
 from difflm.trainer import make_trainer, resume_path
@@ -40,11 +40,12 @@ def fit_stage(cfg, run, stage, module, data, callbacks=()):
     return metrics
 
 
-def decoding_setup(cfg, tokenizer, texts, max_length):
-    """(max_new_tokens, prompt_ids) for decoding records like `texts`: sample.max_new_tokens or 1.5 x the longest
-    record in tokens, and the tokens every record starts with."""
+def decoding_setup(cfg, tokenizer, texts, max_length, length_factor=1.5):
+    """(max_new_tokens, prompt_ids) for decoding records like `texts`: sample.max_new_tokens or length_factor x
+    the longest record in tokens, and the tokens every record starts with."""
     token_ids = [llm_token_ids(tokenizer, t, max_length) for t in texts]
-    return cfg.sample.max_new_tokens or int(max(map(len, token_ids)) * 1.5) + 8, common_prefix(token_ids)
+    longest = max(map(len, token_ids))
+    return cfg.sample.max_new_tokens or int(longest * length_factor) + 8, common_prefix(token_ids)
 
 
 def downstream_evaluation(cfg, run, this_stage):
@@ -75,7 +76,8 @@ def train_vae(cfg, run):
     data = RecordDataModule(*[[{"text": t} for t in texts[s]] for s in ("train", "val")],
                             collate, cfg.vae.batch_size, cfg.seed)
     beta = BetaBacktracking(cfg.vae.beta_max, cfg.vae.beta_min, cfg.vae.beta_decay, cfg.vae.beta_patience)
-    max_new_tokens, prompt_ids = decoding_setup(cfg, module.tokenizer, texts["train"], cfg.model.max_length)
+    # a reconstruction longer than the longest record cannot be exact: no need to decode further
+    max_new_tokens, prompt_ids = decoding_setup(cfg, module.tokenizer, texts["train"], cfg.model.max_length, 1.0)
     reconstruction = ReconstructionAccuracy(schema, frames["val"].head(cfg.evaluation.rows).to_dict("records"),
                                             collate, max_new_tokens, prompt_ids, cfg.evaluation.every_n_steps,
                                             cfg.sample.batch_size)
@@ -136,13 +138,16 @@ def train(cfg):
     if cfg.stage not in (*STAGES, "all"):
         raise UserError(f"stage='{cfg.stage}' is not one of {', '.join(STAGES)}, all")
     run = RunDir(cfg.run)
+    stages = STAGES if cfg.stage == "all" else (cfg.stage,)
+    if cfg.upstream:
+        link_upstream(run, cfg.upstream, stages)
     if cfg.stage in ("vae", "all"):  # bad data fails here, before anything is written to the run directory
         prepare_run_data(cfg.data, run, cfg.seed)
     run.root.mkdir(parents=True, exist_ok=True)
     config_io.save(cfg, run.config)
     torch.set_float32_matmul_precision("high")
     timings, step_seconds, metrics = {}, {}, {}
-    for stage in STAGES if cfg.stage == "all" else (cfg.stage,):
+    for stage in stages:
         L.seed_everything(cfg.seed, verbose=False)
         started = time.perf_counter()
         metrics[stage] = STAGE_FUNCTIONS[stage](cfg, run)

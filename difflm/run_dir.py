@@ -1,6 +1,6 @@
 """The run directory: where each stage finds what the previous one left (never through a hard-coded path).
 
-runs/<name>/config.yaml   resolved configuration
+runs/<name>/config.yaml   resolved configuration (with upstream=<run>, data and earlier stages are links to that run)
             schema.json   the table's schema
             data/         train / val / test splits (Parquet) as the stages saw them
             latents.pt    encoder means and log-variances of the train/val records (cached for prior and decoder)
@@ -62,3 +62,21 @@ class RunDir:
                 return path
         raise UserError(f"no trained {stage} stage in {self.root}: run "
                         f"`python train.py stage={stage} run={self.root}` first")
+
+
+def link_upstream(run, upstream, trained_stages):
+    """Symlink into `run` what it takes from the run directory `upstream`: the schema, the data splits, the cached
+    latents, and every stage it does not train itself (e.g. a prior sweep trial reuses one VAE and decoder)."""
+    upstream = RunDir(upstream)
+    if not upstream.config.is_file():
+        raise UserError(f"upstream={upstream.root} is not a run directory (no config.yaml): train one first, "
+                        f"e.g. `python train.py run={upstream.root}`")
+    if upstream.root.resolve() == run.root.resolve():
+        raise UserError(f"upstream={upstream.root} is the run itself: give this run its own run=")
+    run.root.mkdir(parents=True, exist_ok=True)
+    sources = [upstream.schema, upstream.data, upstream.latents,
+               *(upstream.stage(s) for s in STAGES if s not in trained_stages)]
+    for source in sources:
+        target = run.root / source.name
+        if source.exists() and not target.exists() and not target.is_symlink():
+            target.symlink_to(source.resolve(), target_is_directory=source.is_dir())

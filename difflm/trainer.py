@@ -21,7 +21,8 @@ def make_logger(cfg, run, stage):
         from lightning.pytorch.loggers import WandbLogger
 
         offline = not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "offline"
-        logger = WandbLogger(project=cfg.wandb_project, name=f"{run.root.name}-{stage}", group=run.root.name,
+        logger = WandbLogger(project=cfg.wandb_project, name=f"{run.root.name}-{stage}",
+                             group=cfg.wandb_group or run.root.name,
                              save_dir=str(run.root), offline=offline)
     else:
         raise UserError(f"logger='{cfg.logger}' is not one of csv, wandb, none")

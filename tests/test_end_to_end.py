@@ -8,6 +8,7 @@ import torch
 
 import sample as sample_cli
 from difflm.pipeline import train
+from difflm.errors import UserError
 from difflm.run_dir import RunDir
 from difflm.sampling import SamplingError, load_generator, sample_records
 
@@ -147,3 +148,19 @@ def test_a_users_csv_and_schema_override(tmp_path):
     train(compose([f"run={tmp_path}/given", *base, f"data.schema={tmp_path}/schema.json"]))
     given = json.loads((tmp_path / "given/schema.json").read_text())
     assert (given["columns"][0]["minimum"], given["columns"][0]["maximum"]) == (100, 250)
+
+
+def test_upstream_run_lends_its_data_and_other_stages(trained, tmp_path):
+    """A sweep trial: only the prior trains; data, VAE and decoder are the upstream run's, and so is the config."""
+    from difflm.config import compose
+
+    run, _, _ = trained
+    trial = tmp_path / "trial"
+    train(compose([f"run={trial}", f"upstream={run.root}", "stage=prior", "prior.max_steps=3", "logger=none"]))
+    for name in ("vae", "decoder", "data", "schema.json", "latents.pt"):
+        assert (trial / name).is_symlink() and (trial / name).resolve() == (run.root / name).resolve()
+    assert not (trial / "prior").is_symlink() and (trial / "prior/metrics.json").is_file()
+    assert compose([f"run={trial}"]).model.name == "tiny"  # the upstream's presets, not the defaults
+    assert torch.load(run.last("prior"), weights_only=False)["global_step"] > 3  # the upstream's prior untouched
+    with pytest.raises(UserError, match="is not a run directory"):
+        train(compose([f"run={tmp_path}/other", f"upstream={tmp_path}/nowhere", "stage=prior"]))
