@@ -11,8 +11,17 @@ from difflm.callbacks.timing import StepTimer
 from difflm.errors import UserError
 
 
+def wandb_online():
+    """W&B goes online only when asked to (an API key, WANDB_MODE=online, or a sweep agent's run); otherwise it
+    logs offline, so it never waits on a network it may not have (`wandb sync` uploads later)."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode in ("offline", "disabled", "dryrun"):
+        return False
+    return bool(os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_SWEEP_ID") or mode == "online")
+
+
 def make_logger(cfg, run, stage):
-    """The stage's logger, with the resolved config sent to it; W&B runs offline without an API key."""
+    """The stage's logger, with the resolved config sent to it; W&B runs offline unless wandb_online()."""
     if cfg.logger == "none":
         return False
     if cfg.logger == "csv":
@@ -20,10 +29,9 @@ def make_logger(cfg, run, stage):
     elif cfg.logger == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
-        offline = not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "offline"
         logger = WandbLogger(project=cfg.wandb_project, name=f"{run.root.name}-{stage}",
                              group=cfg.wandb_group or run.root.name,
-                             save_dir=str(run.root), offline=offline)
+                             save_dir=str(run.root), offline=not wandb_online())
     else:
         raise UserError(f"logger='{cfg.logger}' is not one of csv, wandb, none")
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

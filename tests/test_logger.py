@@ -4,7 +4,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from difflm.run_dir import RunDir
-from difflm.trainer import make_logger
+from difflm.trainer import make_logger, wandb_online
 
 
 def test_loggers_by_name_and_wandb_never_needs_a_server(tiny_cfg, tmp_path, monkeypatch):
@@ -59,3 +59,13 @@ def test_wandb_offline_gets_the_samples_table_and_plots(tiny_cfg, tmp_path, monk
     assert all(isinstance(v, str) for row in table["data"] for v in row)
     assert {p.name.split("_")[0] for p in media.glob("images/eval/*.png")} == {"columns", "pair"}
     assert pd.read_parquet(run.split("train")).shape[0] > 0
+
+
+def test_wandb_goes_online_only_when_asked(monkeypatch):
+    for name in ("WANDB_API_KEY", "WANDB_SWEEP_ID", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert not wandb_online()
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc")  # a sweep agent's trial reports to its server
+    assert wandb_online()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert not wandb_online()
