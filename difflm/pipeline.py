@@ -64,7 +64,8 @@ def downstream_evaluation(cfg, run, this_stage):
 
     e = cfg.evaluation
     return DownstreamEvaluation(run, pick_models, e.rows, e.every_n_steps, cfg.data.target, cfg.seed,
-                                cfg.sample.temperature, run.stage(this_stage) / "eval", e.table_rows)
+                                cfg.sample.temperature, run.stage(this_stage) / "eval", e.table_rows,
+                                cfg.sample.constrained)
 
 
 def train_vae(cfg, run):
@@ -127,7 +128,7 @@ def sample_to_file(cfg, run, n, out, seed):
     schema, prior, decoder = load_generator(run)
     s = cfg.sample
     records, stats = sample_records(schema, prior, decoder, n, seed, s.batch_size, s.temperature, s.max_rounds,
-                                    s.max_new_tokens)
+                                    s.max_new_tokens, constrained=s.constrained)
     write_table(schema, records, out)
     return schema, records, stats
 

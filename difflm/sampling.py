@@ -30,8 +30,9 @@ def load_generator(run):
 
 
 def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, temperature=0.5, max_rounds=10,
-                   max_new_tokens=None, progress=True):
-    """Exactly n valid records and the sampling statistics, or a SamplingError saying why not.
+                   max_new_tokens=None, progress=True, constrained=False):
+    """Exactly n valid records and the sampling statistics, or a SamplingError saying why not. `constrained`:
+    schema-constrained decoding, so a row fails only when it runs past max_new_tokens.
 
     Each regeneration round draws enough rows for the missing ones at the validity seen so far (so a
     decoder with 30% validity needs a few rounds, not dozens); surplus valid rows are dropped."""
@@ -45,7 +46,8 @@ def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, temperature
         draws = missing if round_ == 0 else min(math.ceil(1.2 * missing * generated / max(valid, 1)), 20 * missing)
         z = prior.sample(draws, generator=generator)
         texts = generate_in_batches(
-            lambda chunk: decoder.generate(chunk, temperature, generator, max_new_tokens), z, batch_size,
+            lambda chunk: decoder.generate(chunk, temperature, generator, max_new_tokens, constrained=constrained),
+            z, batch_size,
             progress, desc="sampling" if round_ == 0 else f"regenerating {missing} invalid rows")
         generated += len(texts)
         round_records, round_failures = parse_valid(schema, texts)

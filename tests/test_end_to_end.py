@@ -55,7 +55,7 @@ def test_downstream_evaluation_logs_fast_metrics_when_rows_are_valid(trained):
     real_rows = [schema.to_text(r) for r in frames["train"].to_dict("records")][:12]
 
     class RealRowsDecoder:  # a decoder that writes real rows: every metric must be computed
-        def generate(self, z, temperature, generator):
+        def generate(self, z, temperature, generator, constrained=False):
             return real_rows[: len(z)]
 
     class Trainer:
@@ -95,14 +95,26 @@ def test_sampling_is_reproducible_and_refuses_to_return_fewer_rows(trained):
         sample_records(schema, prior, decoder, n=3, max_rounds=1, max_new_tokens=40, progress=False)
 
 
+def test_constrained_decoding_makes_even_the_untrained_decoder_write_valid_rows(trained):
+    run, _, _ = trained
+    schema, prior, decoder = load_generator(run)
+    kwargs = dict(n=6, seed=0, max_rounds=0, progress=False, constrained=True)
+    records, stats = sample_records(schema, prior, decoder, **kwargs)
+    assert len(records) == 6 and stats["validity"] == 1.0 and stats["generated"] == 6
+    assert sample_records(schema, prior, decoder, **kwargs)[0] == records
+
+
 def test_sample_cli_exits_2_and_writes_nothing_when_rows_are_invalid(trained, tmp_path, capsys):
     run, _, _ = trained
     out = tmp_path / "synthetic.csv"
     with pytest.raises(SystemExit) as exit_info:
-        sample_cli.main([f"run={run.root}", "n=2", f"out={out}", "sample.max_rounds=0",
-                         "sample.max_new_tokens=30", "trainer.enable_progress_bar=false"])
+        sample_cli.main([f"run={run.root}", "n=2", f"out={out}", "sample.max_rounds=0", "sample.constrained=false",
+                         "trainer.enable_progress_bar=false"])
     assert exit_info.value.code == 2 and "rows were valid" in capsys.readouterr().err
     assert not out.exists()
+    # constrained decoding is the default: the same untrained decoder's rows all parse
+    sample_cli.main([f"run={run.root}", "n=3", f"out={out}", "trainer.enable_progress_bar=false"])
+    assert "wrote 3 rows" in capsys.readouterr().out and len(out.read_text().splitlines()) == 4
 
 
 def test_resume_continues_from_the_last_checkpoint(trained):

@@ -41,7 +41,7 @@ def test_wandb_offline_gets_the_samples_table_and_plots(tiny_cfg, tmp_path, monk
         def sample(self, n, generator=None):
             return [None] * n
 
-        def generate(self, z, temperature, generator):
+        def generate(self, z, temperature, generator, constrained=False):
             return real_rows[: len(z)]
 
     class Trainer:

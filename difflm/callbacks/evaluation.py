@@ -52,11 +52,11 @@ class DownstreamEvaluation(PeriodicEvaluation):
     """`pick_models(pl_module)` returns (prior, decoder) or None when the other stage is not trained yet."""
 
     def __init__(self, run, pick_models, rows, every_n_steps=0, target=None, seed=0, temperature=0.5,
-                 plots_dir=None, table_rows=50):
+                 plots_dir=None, table_rows=50, constrained=False):
         super().__init__(every_n_steps)
         self.run, self.pick_models, self.rows = run, pick_models, rows
         self.target, self.seed, self.temperature = target, seed, temperature
-        self.plots_dir, self.table_rows = plots_dir, table_rows
+        self.plots_dir, self.table_rows, self.constrained = plots_dir, table_rows, constrained
 
     def compute(self, trainer, pl_module):
         models = self.pick_models(pl_module) if self.rows > 0 else None
@@ -65,7 +65,8 @@ class DownstreamEvaluation(PeriodicEvaluation):
         prior, decoder = models
         schema, frames = load_run_data(self.run)
         generator = torch.Generator().manual_seed(self.seed)
-        texts = decoder.generate(prior.sample(self.rows, generator=generator), self.temperature, generator)
+        texts = decoder.generate(prior.sample(self.rows, generator=generator), self.temperature, generator,
+                                 constrained=self.constrained)
         records, _ = parse_valid(schema, texts)
         metrics = {"validity": len(records) / len(texts)}
         if len(records) < MIN_VALID_ROWS:

@@ -3,6 +3,8 @@ VAE's), trained on (z from the frozen encoder, text). Its checkpoint holds only 
 
 from peft import LoraConfig, get_peft_model
 
+from difflm.constraint import RecordConstraint
+from difflm.datamodules.schema import Schema
 from difflm.modules.base import StageModule
 from difflm.modules.encoder import reparameterize
 from difflm.modules.generate import generate_texts
@@ -35,8 +37,14 @@ class DecoderModule(StageModule):
         self.log_split(split, dict(loss=loss), batch["input_ids"].shape[0])
         return loss
 
-    def generate(self, z, temperature=0.5, generator=None, max_new_tokens=None):
+    def generate(self, z, temperature=0.5, generator=None, max_new_tokens=None, constrained=False):
+        """One text per latent row; `constrained`: only texts that parse into valid records of the schema."""
         self.eval()
         return generate_texts(self.llm, self.projector, self.tokenizer, z.to(self.device),
                               max_new_tokens or self.hparams.max_new_tokens, temperature, generator,
-                              self.hparams.prompt_ids)
+                              self.hparams.prompt_ids, self.constraint() if constrained else None)
+
+    def constraint(self):
+        if getattr(self, "_constraint", None) is None:
+            self._constraint = RecordConstraint(Schema.from_dict(self.hparams.schema), self.tokenizer)
+        return self._constraint

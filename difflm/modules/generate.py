@@ -19,11 +19,16 @@ def sample_token(logits, temperature, generator):
 
 
 @torch.no_grad()
-def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5, generator=None, prompt_ids=None):
+def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5, generator=None, prompt_ids=None,
+                   constraint=None):
     """Decode one text per latent row of z, continuing `prompt_ids` (default: the start token; the tokens
-    every training record starts with, when known); stops at EOS or after max_new_tokens."""
+    every training record starts with, when known); stops at EOS or after max_new_tokens. With a
+    `constraint` (difflm.constraint.RecordConstraint) only tokens that keep the text a valid record prefix can
+    be drawn."""
     batch = z.shape[0]
     prompt_ids = list(prompt_ids or [start_token_id(tokenizer)])
+    if constraint is not None:
+        constraint.start(batch, prompt_ids[1:])
     start = torch.tensor(prompt_ids, dtype=torch.long, device=z.device).expand(batch, -1)
     inputs = projector.llm_inputs(llm, z, start, torch.ones_like(start))
     attention_mask = inputs["attention_mask"]
@@ -32,8 +37,13 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
     finished = torch.zeros(batch, dtype=torch.bool, device=z.device)
     tokens = []
     for _ in range(max_new_tokens):
-        next_token = sample_token(out.logits[:, -1], temperature, generator)
+        logits = out.logits[:, -1]
+        if constraint is not None:
+            logits = constraint.mask(logits, ~finished)
+        next_token = sample_token(logits, temperature, generator)
         next_token = next_token.masked_fill(finished, pad)
+        if constraint is not None:
+            constraint.advance(next_token, ~finished)
         tokens.append(next_token)
         finished |= next_token == eos
         if finished.all():

@@ -1,0 +1,53 @@
+"""Schema-constrained decoding: the grammar accepts exactly the valid records."""
+
+import llguidance
+import pytest
+from transformers import ByT5Tokenizer
+
+from difflm.constraint import RecordConstraint, record_json_schema
+from difflm.datamodules.schema import infer_schema
+
+
+@pytest.fixture
+def table_constraint(small_table):
+    schema = infer_schema(small_table)
+    tokenizer = ByT5Tokenizer()
+    return schema, tokenizer, RecordConstraint(schema, tokenizer)
+
+
+def accepted(constraint, tokenizer, text):
+    """Whether the grammar takes the whole text and then may end."""
+    matcher = llguidance.LLMatcher(constraint.ll_tokenizer, constraint.grammar)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return matcher.validate_tokens(ids) == len(ids) and matcher.consume_tokens(ids) and matcher.is_accepting()
+
+
+def test_record_json_schema_follows_the_table_schema(small_table):
+    schema = infer_schema(small_table)
+    json_schema = record_json_schema(schema)
+    assert list(json_schema["properties"]) == json_schema["required"] == list(small_table.columns)
+    assert json_schema["additionalProperties"] is False
+    age = json_schema["properties"]["age"]  # has a missing value: integer or null
+    assert age == {"anyOf": [{"type": "integer", "minimum": 25, "maximum": 52}, {"type": "null"}]}
+    assert json_schema["properties"]["label"] == {"enum": ["no", "yes"]}
+    assert json_schema["properties"]["score"]["type"] == "number"
+
+
+def test_grammar_accepts_every_real_record_and_refuses_invalid_ones(table_constraint, small_table):
+    schema, tokenizer, constraint = table_constraint
+    for record in small_table.to_dict("records"):
+        assert accepted(constraint, tokenizer, schema.to_text(record))
+    good = schema.to_text(small_table.iloc[0].to_dict())
+    for bad in (good.replace('"Paris"', '"Berlin"'),  # unseen category
+                good.replace('"age": 25', '"age": 99'),  # out of range
+                good.replace('"age": 25', '"age": 25.5'),  # not an integer
+                good.replace('"member": true', '"member": null'),  # null where the column has none
+                good.replace('"score": 0.5, ', ''),  # a key missing
+                good.replace('{"age": 25, "score": 0.5', '{"score": 0.5, "age": 25')):  # keys out of order
+        assert not accepted(constraint, tokenizer, bad), bad
+
+
+def test_a_prompt_that_is_not_a_record_prefix_is_refused(table_constraint):
+    _, tokenizer, constraint = table_constraint
+    with pytest.raises(ValueError, match="do not start a valid record"):
+        constraint.start(2, tokenizer.encode('{"city": ', add_special_tokens=False))
