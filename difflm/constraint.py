@@ -85,17 +85,17 @@ class RecordConstraint:
         llguidance.torch.apply_token_bitmask_inplace(logits, self.bitmask.to(logits.device, non_blocking=True))
         return logits
 
-    def forced(self, row):
-        """The tokens the record's grammar forces next for `row` (empty when there is a choice)."""
-        return self.matchers[row].compute_ff_tokens()
-
-    def advance(self, tokens, active):
-        """Feed each active row its new token; returns which rows have ended (their record is complete)."""
-        done = torch.zeros_like(active)
+    def advance(self, tokens, active, fast_forward=True):
+        """Feed each active row its new token; returns, per row, the tokens the grammar then forces (consumed
+        already: the caller feeds them to the model without sampling), or [] for rows that ended or without
+        fast_forward."""
+        forced = [[] for _ in self.matchers]
         for row in torch.nonzero(active).flatten().tolist():
             matcher = self.matchers[row]
             if not matcher.consume_token(int(tokens[row])):
                 raise RuntimeError(f"constrained decoding produced a token the grammar refused: {matcher.get_error()}")
-            done[row] = matcher.is_stopped()
-        return done
-
+            if fast_forward and not matcher.is_stopped():
+                forced[row] = matcher.compute_ff_tokens()
+                if forced[row] and matcher.consume_tokens(forced[row]) is False:
+                    raise RuntimeError(f"the grammar refused its own forced tokens: {matcher.get_error()}")
+        return forced
