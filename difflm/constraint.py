@@ -60,7 +60,8 @@ def _ll_tokenizer(tokenizer):
 class RecordConstraint:
     """One matcher per row being decoded; `mask(logits, rows)` and `advance(tokens, rows)` around each step."""
 
-    def __init__(self, schema, tokenizer):
+    def __init__(self, schema, tokenizer, fast_forward=True):
+        self.fast_forward = fast_forward
         self.ll_tokenizer = _ll_tokenizer(tokenizer)
         self.grammar = llguidance.LLMatcher.grammar_from_json_schema(record_json_schema(schema))
         self.matchers = []
@@ -85,10 +86,11 @@ class RecordConstraint:
         llguidance.torch.apply_token_bitmask_inplace(logits, self.bitmask.to(logits.device, non_blocking=True))
         return logits
 
-    def advance(self, tokens, active, fast_forward=True):
+    def advance(self, tokens, active):
         """Feed each active row its new token; returns, per row, the tokens the grammar then forces (consumed
         already: the caller feeds them to the model without sampling), or [] for rows that ended or without
         fast_forward."""
+        fast_forward = self.fast_forward
         forced = [[] for _ in self.matchers]
         for row in torch.nonzero(active).flatten().tolist():
             matcher = self.matchers[row]

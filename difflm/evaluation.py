@@ -38,7 +38,8 @@ def evaluate(schema, synthetic, frames, target=None, seed=0, grid=False, samplin
         return value
 
     if sampling is not None:
-        report["validity"] = {k: sampling[k] for k in ("validity", "generated", "failures") if k in sampling}
+        report["validity"] = {k: sampling[k] for k in ("validity", "generated", "failures", "constrained", "decoding")
+                             if k in sampling}
     if target is not None:
         report["mle"] = {"synthetic": timed("mle", lambda: mle(schema, synthetic, test, target, grid, seed)),
                          "real_train": timed("mle_real", lambda: mle(schema, train, test, target, grid, seed)),

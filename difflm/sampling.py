@@ -37,7 +37,7 @@ def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, temperature
     Each regeneration round draws enough rows for the missing ones at the validity seen so far (so a
     decoder with 30% validity needs a few rounds, not dozens); surplus valid rows are dropped."""
     generator = torch.Generator().manual_seed(seed)
-    records, failures, generated, valid = [], Counter(), 0, 0
+    records, failures, generated, valid, decoding = [], Counter(), 0, 0, {}
     started = time.perf_counter()
     for round_ in range(max_rounds + 1):
         missing = n - len(records)
@@ -46,7 +46,8 @@ def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, temperature
         draws = missing if round_ == 0 else min(math.ceil(1.2 * missing * generated / max(valid, 1)), 20 * missing)
         z = prior.sample(draws, generator=generator)
         texts = generate_in_batches(
-            lambda chunk: decoder.generate(chunk, temperature, generator, max_new_tokens, constrained=constrained),
+            lambda chunk: decoder.generate(chunk, temperature, generator, max_new_tokens, constrained=constrained,
+                                           stats=decoding),
             z, batch_size,
             progress, desc="sampling" if round_ == 0 else f"regenerating {missing} invalid rows")
         generated += len(texts)
@@ -61,7 +62,8 @@ def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, temperature
                             "or raise sample.max_rounds")
     seconds = time.perf_counter() - started
     stats = {"rows": n, "generated": generated, "validity": valid / generated, "seconds": round(seconds, 2),
-             "rows_per_second": round(n / seconds, 3), "failures": dict(failures)}
+             "rows_per_second": round(n / seconds, 3), "failures": dict(failures), "constrained": constrained,
+             "decoding": decoding}
     return records, stats
 
 

@@ -37,12 +37,13 @@ class DecoderModule(StageModule):
         self.log_split(split, dict(loss=loss), batch["input_ids"].shape[0])
         return loss
 
-    def generate(self, z, temperature=0.5, generator=None, max_new_tokens=None, constrained=False):
-        """One text per latent row; `constrained`: only texts that parse into valid records of the schema."""
+    def generate(self, z, temperature=0.5, generator=None, max_new_tokens=None, constrained=False, stats=None):
+        """One text per latent row; `constrained`: only texts that parse into valid records of the schema;
+        `stats` (a dict) accumulates forward passes, drawn and forced tokens."""
         self.eval()
         return generate_texts(self.llm, self.projector, self.tokenizer, z.to(self.device),
                               max_new_tokens or self.hparams.max_new_tokens, temperature, generator,
-                              self.hparams.prompt_ids, self.constraint() if constrained else None)
+                              self.hparams.prompt_ids, self.constraint() if constrained else None, stats)
 
     def constraint(self):
         if getattr(self, "_constraint", None) is None:
