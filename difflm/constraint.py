@@ -90,11 +90,11 @@ class RecordConstraint:
         """Feed each active row its new token; returns, per row, the tokens the grammar then forces (consumed
         already: the caller feeds them to the model without sampling), or [] for rows that ended or without
         fast_forward."""
-        fast_forward = self.fast_forward
+        fast_forward, tokens = self.fast_forward, tokens.tolist()  # one device sync, not one per row
         forced = [[] for _ in self.matchers]
         for row in torch.nonzero(active).flatten().tolist():
             matcher = self.matchers[row]
-            if not matcher.consume_token(int(tokens[row])):
+            if not matcher.consume_token(tokens[row]):
                 raise RuntimeError(f"constrained decoding produced a token the grammar refused: {matcher.get_error()}")
             if fast_forward and not matcher.is_stopped():
                 forced[row] = matcher.compute_ff_tokens()

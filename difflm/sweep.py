@@ -10,9 +10,8 @@ import random
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from contextlib import contextmanager
+from pathlib import Path
 
 import yaml
 
