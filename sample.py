@@ -2,7 +2,6 @@
 [evaluate=true [grid=true]]: also write report.json and plots beside the samples (grid: the full MLE grid)."""
 
 import sys
-
 from pathlib import Path
 
 from difflm.config import compose, parse_overrides
@@ -36,8 +35,9 @@ def main(argv):
     print(f"wrote {n} rows to {out} (validity {stats['validity']:.1%}, {stats['rows_per_second']} rows/s)")
     if evaluate_:
         _, frames = load_run_data(run)
-        report = evaluate(schema, schema.records_to_frame(records), frames, cfg.data.target, seed, grid, stats)
-        paths = write_report(schema, report, schema.records_to_frame(records), frames["train"], Path(out).parent)
+        synthetic = schema.records_to_frame(records)
+        report = evaluate(schema, synthetic, frames, cfg.data.target, seed, grid, stats)
+        paths = write_report(schema, report, synthetic, frames["train"], Path(out).parent)
         print(format_report(report))
         print(f"wrote {', '.join(str(p) for p in paths.values())}")
 

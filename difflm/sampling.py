@@ -10,9 +10,9 @@ import torch
 
 from difflm.datamodules.schema import Schema
 from difflm.errors import UserError
+from difflm.metrics.validity import parse_valid
 from difflm.modules.decoder import DecoderModule
 from difflm.modules.generate import generate_in_batches
-from difflm.metrics.validity import parse_valid
 from difflm.modules.prior import PriorModule
 from difflm.run_dir import atomic_write
 

@@ -9,33 +9,26 @@ from lightning.pytorch.loggers import WandbLogger
 
 from difflm.callbacks.periodic import PeriodicEvaluation
 from difflm.datamodules.records import load_run_data
-from difflm.evaluation import privacy_splits
-from difflm.metrics.coverage import alpha_precision_beta_recall
-from difflm.metrics.density import density_errors
-from difflm.metrics.detection import c2st_auc
+from difflm.evaluation import evaluate
 from difflm.metrics.plots import plot_columns, plot_pair_trends
-from difflm.metrics.privacy import dcr_share
-from difflm.metrics.utility import mle
 from difflm.metrics.validity import parse_valid
 
 MIN_VALID_ROWS = 10  # fewer valid rows than this: only validity is logged
 
 
-def fast_metrics(schema, synthetic, frames, target, seed, pair_scores=None):
-    """The cheap metrics of a small synthetic table (fast MLE, density, DCR share, C2ST, alpha-precision and
-    beta-recall), flat for logging. `pair_scores`, a list, receives the per-pair trend scores."""
+def fast_metrics(schema, synthetic, frames, target, seed):
+    """The metrics of a small synthetic table (difflm.evaluation.evaluate with the fast MLE setting and no real
+    references), flat for logging; and the per-pair trend scores, for the plot."""
+    report = evaluate(schema, synthetic, frames, target, seed, references=False)
     metrics = {}
-    if target is not None:
-        utility = mle(schema, synthetic, frames["test"], target, seed=seed)
-        metrics[f"mle_{utility['metric']}"] = utility["score"]
-    density = density_errors(schema, frames["train"], synthetic, pair_scores)
-    metrics.update(shape_error=density["shape_error"], trend_error=density["trend_error_all_pairs"])
-    train_part, holdout, _ = privacy_splits(frames["train"], frames["test"], seed)
-    metrics["dcr_share"] = dcr_share(schema, synthetic, train_part, holdout)
-    metrics["c2st_auc"] = c2st_auc(schema, frames["train"], synthetic, seed)
-    metrics["alpha_precision"], metrics["beta_recall"] = alpha_precision_beta_recall(
-        schema, frames["train"], synthetic, seed)
-    return metrics
+    if "mle" in report:
+        metrics[f"mle_{report['mle']['synthetic']['metric']}"] = report["mle"]["synthetic"]["score"]
+    metrics.update(shape_error=report["density"]["shape_error"],
+                   trend_error=report["density"]["trend_error_all_pairs"],
+                   dcr_share=report["privacy"]["dcr_share"], c2st_auc=report["detection"]["c2st_auc"],
+                   alpha_precision=report["coverage"]["alpha_precision"],
+                   beta_recall=report["coverage"]["beta_recall"])
+    return metrics, report["_pair_scores"]
 
 
 def log_to_wandb(logger, schema, synthetic, plots, step, table_rows):
@@ -57,13 +50,16 @@ class DownstreamEvaluation(PeriodicEvaluation):
         self.run, self.pick_models, self.rows = run, pick_models, rows
         self.target, self.seed, self.temperature = target, seed, temperature
         self.plots_dir, self.table_rows, self.constrained = plots_dir, table_rows, constrained
+        self.real = None
 
     def compute(self, trainer, pl_module):
         models = self.pick_models(pl_module) if self.rows > 0 else None
         if models is None:
             return None
         prior, decoder = models
-        schema, frames = load_run_data(self.run)
+        if self.real is None:  # the run's splits do not change during fit
+            self.real = load_run_data(self.run)
+        schema, frames = self.real
         generator = torch.Generator().manual_seed(self.seed)
         texts = decoder.generate(prior.sample(self.rows, generator=generator), self.temperature, generator,
                                  constrained=self.constrained)
@@ -71,13 +67,14 @@ class DownstreamEvaluation(PeriodicEvaluation):
         metrics = {"validity": len(records) / len(texts)}
         if len(records) < MIN_VALID_ROWS:
             return metrics
-        synthetic, pair_scores = schema.records_to_frame(records), []
-        metrics.update(fast_metrics(schema, synthetic, frames, self.target, self.seed, pair_scores))
+        synthetic = schema.records_to_frame(records)
+        fast, pair_scores = fast_metrics(schema, synthetic, frames, self.target, self.seed)
+        metrics.update(fast)
         if self.plots_dir is not None:
             folder = Path(self.plots_dir) / f"step-{trainer.global_step}"
             plots = {"columns": folder / "columns.png", "pair_trends": folder / "pair_trends.png"}
             plot_columns(schema, frames["train"], synthetic, plots["columns"])
-            plot_pair_trends(schema, pair_scores[0], plots["pair_trends"])
+            plot_pair_trends(schema, pair_scores, plots["pair_trends"])
             if isinstance(trainer.logger, WandbLogger):
                 log_to_wandb(trainer.logger, schema, synthetic, plots, trainer.global_step, self.table_rows)
         return metrics

@@ -52,8 +52,9 @@ def plot_pair_trends(schema, pair_scores, path):
     for first, second, score in pair_scores.itertuples(index=False):
         grid.loc[first, second] = grid.loc[second, first] = 1 - score
     figure, ax = plt.subplots(figsize=(0.45 * len(names) + 3, 0.45 * len(names) + 2))
-    image = ax.imshow(grid.to_numpy(dtype=float), cmap="Reds", vmin=0, vmax=max(0.3, float(np.nanmax(grid.to_numpy(
-        dtype=float))) if grid.notna().any().any() else 0.3))
+    errors = grid.to_numpy(dtype=float)
+    vmax = max(0.3, float(np.nanmax(errors))) if np.isfinite(errors).any() else 0.3
+    image = ax.imshow(errors, cmap="Reds", vmin=0, vmax=vmax)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     figure.colorbar(image, ax=ax, label="pair-trend error (1 - score)")

@@ -7,6 +7,7 @@ from sklearn.metrics import mean_squared_error, roc_auc_score
 from sklearn.model_selection import train_test_split
 from xgboost import XGBClassifier, XGBRegressor
 
+from difflm.datamodules.schema import Schema
 from difflm.errors import UserError
 from difflm.metrics.encoding import encode
 
@@ -16,8 +17,6 @@ FAST = {"n_estimators": 100, "min_child_weight": 1, "max_depth": 5, "gamma": 0}
 
 
 def _features(schema, frame, target):
-    from difflm.datamodules.schema import Schema
-
     features = Schema([c for c in schema.columns if c.name != target])
     return encode(features, frame)
 
