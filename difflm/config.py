@@ -31,7 +31,10 @@ def parse_overrides(argv):
         key, sep, raw = arg.partition("=")
         if not sep or not key:
             raise UserError(f"argument '{arg}' is not key=value (e.g. stage=vae or vae.max_steps=100)")
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:  # not YAML but a plain word, e.g. income=>50K (the shell ate the quotes)
+            value = raw
         if isinstance(value, str) and "${" in value:
             value = _interpolated(arg, value)
         if isinstance(value, str) and SCIENTIFIC.fullmatch(raw):

@@ -1,8 +1,9 @@
 """Schema-constrained decoding (llguidance): at every step the decoder may only pick tokens that keep the text
 a prefix of a valid record, so every finished text parses: the schema's keys in order, categories from the
-training vocabulary, integers as integers and numbers within the column's range, null only where the column
+training vocabulary, integers as integers and numbers within the column's range and decimals, null only where the column
 has missing values, then end-of-sequence."""
 
+import math
 from functools import lru_cache
 
 import llguidance
@@ -15,22 +16,40 @@ from transformers import PreTrainedTokenizerFast
 SEPARATORS = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
 
 
-def column_json_schema(column):
+def column_json_schema(column, condition=None):
+    """The column's values; a condition (difflm.conditions.Condition) narrows them and rules out null."""
+    low, high = column.minimum, column.maximum
+    if condition is not None and condition.values is None:
+        low = max(low, condition.minimum) if condition.minimum is not None else low
+        high = min(high, condition.maximum) if condition.maximum is not None else high
     if column.kind == "categorical":
-        value = {"enum": list(column.categories)}
+        value = {"enum": [c for c in column.categories if condition is None or c in condition.values]}
     elif column.kind == "boolean":
-        value = {"type": "boolean"}
+        value = {"type": "boolean"} if condition is None else {"enum": list(condition.values)}
     elif column.kind == "integer":
-        value = {"type": "integer", "minimum": int(column.minimum), "maximum": int(column.maximum)}
+        value = {"type": "integer", "minimum": math.ceil(low), "maximum": math.floor(high)}
     else:
-        value = {"type": "number", "minimum": column.minimum, "maximum": column.maximum}
-    return {"anyOf": [value, {"type": "null"}]} if column.nullable else value
+        value = {"type": "number", "minimum": low, "maximum": high}
+        if column.decimals is not None:  # no more decimals than the training values have
+            value["multipleOf"] = float(f"1e-{column.decimals}")
+    return {"anyOf": [value, {"type": "null"}]} if column.nullable and condition is None else value
 
 
-def record_json_schema(schema):
-    """The JSON Schema of one record: every column required, in the schema's order, nothing else."""
-    return {"type": "object", "properties": {c.name: column_json_schema(c) for c in schema.columns},
-            "required": schema.names, "additionalProperties": False, "x-guidance": SEPARATORS}
+def record_json_schema(schema, conditions=()):
+    """The JSON Schema of one record: every column required, in the schema's order, nothing else; the
+    conditioned columns limited to the values their conditions allow."""
+    by_column = {c.column: c for c in conditions}
+    properties = {c.name: column_json_schema(c, by_column.get(c.name)) for c in schema.columns}
+    return {"type": "object", "properties": properties, "required": schema.names, "additionalProperties": False,
+            "x-guidance": SEPARATORS}
+
+
+def apply_bitmask(logits, bitmask):
+    """-inf where a token's bit is 0 (bit t % 32 of int32 word t // 32, llguidance's layout), in place. Plain
+    tensor ops: llguidance's own helper is torch.compile'd, which costs seconds per new batch size on a CPU."""
+    bits = torch.arange(32, dtype=torch.int32, device=bitmask.device)
+    allowed = ((bitmask.unsqueeze(-1) >> bits) & 1).bool().flatten(1)[:, : logits.shape[-1]]
+    return logits.masked_fill_(~allowed, float("-inf"))
 
 
 class _ByteTokens:
@@ -60,10 +79,10 @@ def _ll_tokenizer(tokenizer):
 class RecordConstraint:
     """One matcher per row being decoded; `mask(logits, rows)` and `advance(tokens, rows)` around each step."""
 
-    def __init__(self, schema, tokenizer, fast_forward=True):
+    def __init__(self, schema, tokenizer, fast_forward=True, conditions=()):
         self.fast_forward = fast_forward
         self.ll_tokenizer = _ll_tokenizer(tokenizer)
-        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(record_json_schema(schema))
+        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(record_json_schema(schema, conditions))
         self.matchers = []
         self.executor = llguidance.LLExecutor()
 
@@ -75,29 +94,28 @@ class RecordConstraint:
             if prompt_ids and matcher.consume_tokens(list(prompt_ids)) is False or matcher.is_error():
                 raise ValueError(f"the prompt tokens {prompt_ids} do not start a valid record: {matcher.get_error()}")
 
-    def mask(self, logits, active):
-        """The logits (B, V) with every token that would break the record at -inf, in rows where `active`
-        (the others may draw anything: they have ended and their tokens are dropped)."""
-        rows = torch.nonzero(active).flatten().tolist()
-        self.bitmask.fill_(-1)
-        llguidance.torch.fill_next_token_bitmask_par(self.executor, [(self.matchers[r], r) for r in rows],
+    def mask(self, logits, rows):
+        """The logits (len(rows), V) of these rows with every token that would break their record at -inf."""
+        bitmask = self.bitmask[: len(rows)]
+        bitmask.fill_(-1)
+        llguidance.torch.fill_next_token_bitmask_par(self.executor, [(self.matchers[r], i) for i, r in enumerate(rows)],
                                                      self.bitmask)
-        logits = logits.float().contiguous()
-        llguidance.torch.apply_token_bitmask_inplace(logits, self.bitmask.to(logits.device, non_blocking=True))
-        return logits
+        return apply_bitmask(logits.float(), bitmask.to(logits.device, non_blocking=True))
 
-    def advance(self, tokens, active):
-        """Feed each active row its new token; returns, per row, the tokens the grammar then forces (consumed
-        already: the caller feeds them to the model without sampling), or [] for rows that ended or without
-        fast_forward."""
-        fast_forward, tokens = self.fast_forward, tokens.tolist()  # one device sync, not one per row
-        forced = [[] for _ in self.matchers]
-        for row in torch.nonzero(active).flatten().tolist():
+    def advance(self, tokens, rows):
+        """Feed each row its new token (a list, aligned with rows); returns, per row, the tokens the grammar then
+        forces (consumed already: the caller feeds them to the model without drawing), [] without fast_forward."""
+        forced = []
+        for row, token in zip(rows, tokens):
             matcher = self.matchers[row]
-            if not matcher.consume_token(tokens[row]):
+            if not matcher.consume_token(token):
                 raise RuntimeError(f"constrained decoding produced a token the grammar refused: {matcher.get_error()}")
-            if fast_forward and not matcher.is_stopped():
-                forced[row] = matcher.compute_ff_tokens()
-                if forced[row] and matcher.consume_tokens(forced[row]) is False:
-                    raise RuntimeError(f"the grammar refused its own forced tokens: {matcher.get_error()}")
+            run = matcher.compute_ff_tokens() if self.fast_forward and not matcher.is_stopped() else []
+            if run and matcher.consume_tokens(run) is False:
+                raise RuntimeError(f"the grammar refused its own forced tokens: {matcher.get_error()}")
+            forced.append(run)
         return forced
+
+    def complete(self, row):
+        """Whether the row's record is finished: nothing but end-of-sequence may follow, so it needs no more passes."""
+        return self.matchers[row].is_stopped()

@@ -20,7 +20,8 @@ from difflm.modules.llm import load_tokenizer
 from difflm.modules.prior import PriorModule
 from difflm.modules.vae import VAEModule, load_vae_parts
 from difflm.run_dir import STAGES, RunDir, atomic_write_text, link_upstream
-from difflm.sampling import checked_output_path, load_generator, sample_records, write_table
+from difflm.predict import sample_to_file
+from difflm.sampling import decoding_options
 from difflm.summary import print_summary
 from difflm.trainer import make_trainer, resume_path
 
@@ -64,8 +65,7 @@ def downstream_evaluation(cfg, run, this_stage):
 
     e = cfg.evaluation
     return DownstreamEvaluation(run, pick_models, e.rows, e.every_n_steps, cfg.data.target, cfg.seed,
-                                cfg.sample.temperature, run.stage(this_stage) / "eval", e.table_rows,
-                                cfg.sample.constrained)
+                                decoding_options(cfg.sample), run.stage(this_stage) / "eval", e.table_rows)
 
 
 def train_vae(cfg, run):
@@ -121,16 +121,6 @@ def train_decoder(cfg, run):
 
 
 STAGE_FUNCTIONS = {"vae": train_vae, "prior": train_prior, "decoder": train_decoder}
-
-
-def sample_to_file(cfg, run, n, out, seed):
-    out = checked_output_path(out)
-    schema, prior, decoder = load_generator(run)
-    s = cfg.sample
-    records, stats = sample_records(schema, prior, decoder, n, seed, s.batch_size, s.temperature, s.max_rounds,
-                                    s.max_new_tokens, constrained=s.constrained)
-    write_table(schema, records, out)
-    return schema, records, stats
 
 
 def train(cfg):

@@ -1,70 +1,130 @@
-"""Generate records: prior latents -> decoder text -> parse and validate against the schema. Invalid rows are
-regenerated (with fresh latents) up to `max_rounds` times; fewer rows than asked is always an error."""
+"""Generate records: prior latents -> decoder text -> parse and validate against the schema.
+
+Rows are made in chunks of `batch_size`. Chunk k draws its latents and decodes with its own generator, seeded
+by (seed, k), so a chunk's rows are the same whichever process makes it and in whatever order: the same seed
+gives the same rows on one device or many, and an interrupted run can continue chunk by chunk. Invalid rows
+are regenerated (with fresh latents) up to `max_rounds` times; fewer rows than asked is always an error."""
 
 import math
 import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
 
-from difflm.datamodules.schema import Schema
+from difflm.datamodules.schema import InvalidRecord, Schema
 from difflm.errors import UserError
-from difflm.metrics.validity import parse_valid
 from difflm.modules.decoder import DecoderModule
 from difflm.modules.generate import generate_in_batches
 from difflm.modules.prior import PriorModule
 from difflm.run_dir import atomic_write
+
+DECODING_KEYS = ("temperature", "max_new_tokens", "constrained", "weights", "pass_overhead")
 
 
 class SamplingError(UserError):
     pass
 
 
-def load_generator(run):
-    """(schema, prior, decoder) from a run directory's best checkpoints."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def load_generator(run, device=None):
+    """(schema, prior, decoder) from a run directory's best checkpoints, on `device` (default: cuda if available)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     prior = PriorModule.load_from_checkpoint(run.best("prior"), map_location=device).eval()
     decoder = DecoderModule.load_from_checkpoint(run.best("decoder"), map_location=device).to(device).eval()
     return Schema.from_dict(decoder.hparams.schema), prior, decoder
 
 
-def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, temperature=0.5, max_rounds=10,
-                   max_new_tokens=None, progress=True, constrained=False):
-    """Exactly n valid records and the sampling statistics, or a SamplingError saying why not. `constrained`:
-    schema-constrained decoding, so a row fails only when it runs past max_new_tokens.
+def decoding_options(sample_cfg):
+    """DecoderModule.generate's keyword arguments from the sample config."""
+    return {key: OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+            for key, value in ((key, sample_cfg[key]) for key in DECODING_KEYS)}
 
-    Each regeneration round draws enough rows for the missing ones at the validity seen so far (so a
-    decoder with 30% validity needs a few rounds, not dozens); surplus valid rows are dropped."""
-    generator = torch.Generator().manual_seed(seed)
-    records, failures, generated, valid, decoding = [], Counter(), 0, 0, {}
-    started = time.perf_counter()
+
+def chunk_generator(seed, chunk):
+    """The generator of chunk `chunk` of a sampling run seeded `seed`: independent streams for every pair."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0]))
+
+
+def chunk_sizes(n, batch_size):
+    return [min(batch_size, n - start) for start in range(0, n, batch_size)]
+
+
+def accept(schema, text, conditions=()):
+    """The record a text stands for, if it is valid and meets the conditions; else InvalidRecord."""
+    record = schema.parse(text)
+    for condition in conditions:
+        if not condition.holds(record[condition.column]):
+            raise InvalidRecord(f"condition not met ({condition})", repr(record[condition.column]))
+    return record
+
+
+def sample_chunk(schema, prior, decoder, rows, generator, batch_size, max_rounds=10, conditioning=None,
+                 **decoding):
+    """`rows` valid records (meeting the conditioning's conditions), the latents they were decoded from
+    (rows, latent_dim) and the chunk's statistics, or a SamplingError saying why not. Each regeneration round
+    draws enough rows for the missing ones at the validity seen so far (a decoder with 30% validity needs a few
+    rounds, not dozens); surplus rows are dropped."""
+    records, latents, failures, generated, valid, decoded = [], [], Counter(), 0, 0, {}
+    conditions = conditioning.conditions if conditioning else ()
+    if conditioning:
+        decoding["conditions"] = conditioning.decoding_conditions
     for round_ in range(max_rounds + 1):
-        missing = n - len(records)
+        missing = rows - len(records)
         if missing == 0:
             break
         draws = missing if round_ == 0 else min(math.ceil(1.2 * missing * generated / max(valid, 1)), 20 * missing)
-        z = prior.sample(draws, generator=generator)
-        texts = generate_in_batches(
-            lambda chunk: decoder.generate(chunk, temperature, generator, max_new_tokens, constrained=constrained,
-                                           stats=decoding),
-            z, batch_size,
-            progress, desc="sampling" if round_ == 0 else f"regenerating {missing} invalid rows")
+        z = conditioning.latents(prior, draws, generator) if conditioning else prior.sample(draws, generator=generator)
+        texts = generate_in_batches(lambda part: decoder.generate(part, generator, decoded, **decoding), z, batch_size,
+                                    progress=False)
         generated += len(texts)
-        round_records, round_failures = parse_valid(schema, texts)
-        valid += len(round_records)
-        failures.update(round_failures)
-        records.extend(round_records[:missing])
-    if len(records) < n:
+        for text, latent in zip(texts, z.cpu()):
+            try:
+                record = accept(schema, text, conditions)
+            except InvalidRecord as error:
+                failures[error.kind] += 1
+                continue
+            if len(records) < rows:
+                records.append(record)
+                latents.append(latent)
+            valid += 1
+    if len(records) < rows:
         reasons = ", ".join(f"{kind} ({count})" for kind, count in failures.most_common(3))
-        raise SamplingError(f"only {len(records)} of {n} rows were valid after {max_rounds} rounds of regeneration "
-                            f"({generated} generated); most common reasons: {reasons}. Train the decoder longer "
-                            "or raise sample.max_rounds")
-    seconds = time.perf_counter() - started
-    stats = {"rows": n, "generated": generated, "validity": valid / generated, "seconds": round(seconds, 2),
-             "rows_per_second": round(n / seconds, 3), "failures": dict(failures), "constrained": constrained,
-             "decoding": decoding}
-    return records, stats
+        raise SamplingError(f"only {len(records)} of {rows} rows were valid after {max_rounds} rounds of "
+                            f"regeneration ({generated} generated); most common reasons: {reasons}. Train the decoder "
+                            "longer, use sample.constrained=true, or raise sample.max_rounds")
+    stats = {"rows": rows, "generated": generated, "valid": valid, "failures": dict(failures), "decoding": decoded}
+    return records, torch.stack(latents), stats
+
+
+def merge_stats(chunks, seconds, constrained):
+    """One statistics dict for a sampling run from its chunks' statistics."""
+    rows, generated, valid = (sum(c[key] for c in chunks) for key in ("rows", "generated", "valid"))
+    failures, decoding = Counter(), Counter()
+    for chunk in chunks:
+        failures.update(chunk["failures"])
+        decoding.update(chunk["decoding"])
+    return {"rows": rows, "generated": generated, "validity": valid / generated if generated else None,
+            "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds, 3) if seconds else None,
+            "failures": dict(failures), "constrained": constrained, "decoding": dict(decoding)}
+
+
+def sample_records(schema, prior, decoder, n, seed=0, batch_size=32, max_rounds=10, progress=True,
+                   conditioning=None, **decoding):
+    """Exactly n valid records and the sampling statistics, in this process (sample_to_file: on many devices).
+    `conditioning`: difflm.guidance.Conditioning; `decoding`: DecoderModule.generate's options (temperature,
+    constrained, weights, ...)."""
+    started, records, chunks = time.perf_counter(), [], []
+    with tqdm(total=n, desc="sampling", unit="row", disable=not progress) as bar:
+        for chunk, rows in enumerate(chunk_sizes(n, batch_size)):
+            chunk_records, _, stats = sample_chunk(schema, prior, decoder, rows, chunk_generator(seed, chunk),
+                                                   batch_size, max_rounds, conditioning, **decoding)
+            records += chunk_records
+            chunks.append(stats)
+            bar.update(rows)
+    return records, merge_stats(chunks, time.perf_counter() - started, decoding.get("constrained", False))
 
 
 def checked_output_path(out):

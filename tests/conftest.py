@@ -22,6 +22,23 @@ def two_threads():
     torch.set_num_threads(2)
 
 
+SLICE = ("data.max_rows=240",)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A run with all three stages of model=tiny trained on a slice of Adult: (RunDir, base overrides, timings)."""
+    from difflm.pipeline import train
+    from difflm.run_dir import RunDir
+
+    run = tmp_path_factory.mktemp("e2e") / "run"
+    base = [f"run={run}", "model=tiny", "logger=csv", "trainer.enable_progress_bar=false", *SLICE]
+    timings = {}
+    for stage in ("vae", "prior", "decoder"):
+        timings.update(train(compose([*base, f"stage={stage}"]))["seconds"])
+    return RunDir(run), base, timings
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     def make(*overrides, run=None):

@@ -31,6 +31,12 @@ def test_wrong_type_is_refused(tmp_path):
         parse_overrides(["stage"])
 
 
+def test_values_that_are_not_yaml_stay_strings():
+    # the shell removes the quotes of condition.income='>50K'; YAML would read ">" as a block scalar
+    assert parse_overrides(["condition.income=>50K", "a=[x,y]", "b=30..40"]) == [
+        ("condition.income", ">50K"), ("a", ["x", "y"]), ("b", "30..40")]
+
+
 def test_data_path_selects_the_user_table_preset(tmp_path):
     cfg = compose([f"run={tmp_path}", "data=some/people.csv"])
     assert cfg.data.source == "some/people.csv" and cfg.data.name == "people" and cfg.data.target is None

@@ -53,3 +53,32 @@ def test_nf4_decoder_step_on_cuda_in_bf16(tiny_cfg):
     assert torch.isfinite(loss)
     texts = module.generate(torch.randn(3, 16, device="cuda"), generator=torch.Generator("cuda").manual_seed(0))
     assert len(texts) == 3
+
+
+@pytest.mark.parametrize("quantization", ["none", "nf4"])
+def test_plain_copy_computes_what_the_trained_modules_compute(tiny_cfg, quantization):
+    from difflm.modules.llm import plain_copy
+
+    module = build(tiny_cfg(f"model.quantization={quantization}")).eval()
+    with torch.no_grad():  # adapters that do something: LoRA's B starts at zero
+        for name, p in module.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    ids = torch.randint(3, 300, (2, 12))
+    with torch.no_grad():
+        trained = module.llm(input_ids=ids).logits  # a no-grad eval forward, as decoding does
+        plain = plain_copy(module.llm, torch.float32)
+        assert not any("lora" in name for name, _ in plain.named_parameters())
+        assert torch.allclose(plain(input_ids=ids).logits, trained, atol=1e-4)
+        assert plain.lm_head.weight.data_ptr() == plain.get_input_embeddings().weight.data_ptr()  # still tied
+        bf16 = plain_copy(module.llm, torch.bfloat16)(input_ids=ids).logits.float()
+    assert (bf16.argmax(-1) == trained.argmax(-1)).float().mean() > 0.9
+
+
+def test_decoding_copy_is_rebuilt_after_a_training_step(tiny_cfg):
+    module = build(tiny_cfg())
+    first = module.decoding_llm("float32")
+    assert module.decoding_llm("float32") is first and module.decoding_llm("as_trained") is module.llm
+    assert "_plain" not in dict(module.named_modules())  # the copy is not part of the checkpoint
+    module.on_train_batch_end(None, None, 0)
+    assert module.decoding_llm("float32") is not first

@@ -12,19 +12,7 @@ from difflm.errors import UserError
 from difflm.run_dir import RunDir
 from difflm.sampling import SamplingError, load_generator, sample_records
 
-SLICE = ("data.max_rows=240",)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from difflm.config import compose
-
-    run = tmp_path_factory.mktemp("e2e") / "run"
-    base = [f"run={run}", "model=tiny", "logger=csv", "trainer.enable_progress_bar=false", *SLICE]
-    timings = {}
-    for stage in ("vae", "prior", "decoder"):
-        timings.update(train(compose([*base, f"stage={stage}"]))["seconds"])
-    return RunDir(run), base, timings
+from conftest import SLICE
 
 
 def test_run_directory_describes_itself(trained):
@@ -55,7 +43,7 @@ def test_downstream_evaluation_logs_fast_metrics_when_rows_are_valid(trained):
     real_rows = [schema.to_text(r) for r in frames["train"].to_dict("records")][:12]
 
     class RealRowsDecoder:  # a decoder that writes real rows: every metric must be computed
-        def generate(self, z, temperature, generator, constrained=False):
+        def generate(self, z, generator=None, stats=None, **options):
             return real_rows[: len(z)]
 
     class Trainer:
@@ -88,8 +76,8 @@ def test_sampling_is_reproducible_and_refuses_to_return_fewer_rows(trained):
     schema, prior, decoder = load_generator(run)
     z = prior.sample(4, torch.Generator().manual_seed(0))
     assert torch.equal(z, prior.sample(4, torch.Generator().manual_seed(0)))
-    first = decoder.generate(z, 0.5, torch.Generator().manual_seed(1), max_new_tokens=40)
-    assert first == decoder.generate(z, 0.5, torch.Generator().manual_seed(1), max_new_tokens=40)
+    first = decoder.generate(z, torch.Generator().manual_seed(1), max_new_tokens=40)
+    assert first == decoder.generate(z, torch.Generator().manual_seed(1), max_new_tokens=40)
     # an untrained tiny decoder writes no valid JSON: the sampler says so instead of returning fewer rows
     with pytest.raises(SamplingError, match=r"only 0 of 3 rows were valid after 1 rounds"):
         sample_records(schema, prior, decoder, n=3, max_rounds=1, max_new_tokens=40, progress=False)

@@ -41,7 +41,7 @@ def test_wandb_offline_gets_the_samples_table_and_plots(tiny_cfg, tmp_path, monk
         def sample(self, n, generator=None):
             return [None] * n
 
-        def generate(self, z, temperature, generator, constrained=False):
+        def generate(self, z, generator=None, stats=None, **options):
             return real_rows[: len(z)]
 
     class Trainer:

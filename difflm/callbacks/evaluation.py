@@ -44,12 +44,12 @@ def log_to_wandb(logger, schema, synthetic, plots, step, table_rows):
 class DownstreamEvaluation(PeriodicEvaluation):
     """`pick_models(pl_module)` returns (prior, decoder) or None when the other stage is not trained yet."""
 
-    def __init__(self, run, pick_models, rows, every_n_steps=0, target=None, seed=0, temperature=0.5,
-                 plots_dir=None, table_rows=50, constrained=False):
+    def __init__(self, run, pick_models, rows, every_n_steps=0, target=None, seed=0, decoding=None,
+                 plots_dir=None, table_rows=50):
         super().__init__(every_n_steps)
         self.run, self.pick_models, self.rows = run, pick_models, rows
-        self.target, self.seed, self.temperature = target, seed, temperature
-        self.plots_dir, self.table_rows, self.constrained = plots_dir, table_rows, constrained
+        self.target, self.seed, self.decoding = target, seed, decoding or {}  # DecoderModule.generate's options
+        self.plots_dir, self.table_rows = plots_dir, table_rows
         self.real = None
 
     def compute(self, trainer, pl_module):
@@ -61,8 +61,7 @@ class DownstreamEvaluation(PeriodicEvaluation):
             self.real = load_run_data(self.run)
         schema, frames = self.real
         generator = torch.Generator().manual_seed(self.seed)
-        texts = decoder.generate(prior.sample(self.rows, generator=generator), self.temperature, generator,
-                                 constrained=self.constrained)
+        texts = decoder.generate(prior.sample(self.rows, generator=generator), generator, **self.decoding)
         records, _ = parse_valid(schema, texts)
         metrics = {"validity": len(records) / len(texts)}
         if len(records) < MIN_VALID_ROWS:

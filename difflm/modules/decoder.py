@@ -1,6 +1,7 @@
 """Stage decoder: the LLM (4-bit nf4 by default) with LoRA adapters and the projector (initialised from the
 VAE's), trained on (z from the frozen encoder, text). Its checkpoint holds only the adapters and projector."""
 
+import torch
 from peft import LoraConfig, get_peft_model
 
 from difflm.constraint import RecordConstraint
@@ -8,7 +9,7 @@ from difflm.datamodules.schema import Schema
 from difflm.modules.base import StageModule
 from difflm.modules.encoder import reparameterize
 from difflm.modules.generate import generate_texts
-from difflm.modules.llm import load_llm, load_tokenizer
+from difflm.modules.llm import load_llm, load_tokenizer, native_dtype, plain_copy
 from difflm.modules.projectors import build_projector
 
 
@@ -29,6 +30,7 @@ class DecoderModule(StageModule):
         self.llm = add_lora(llm, model["lora"])
         self.projector = build_projector(model["injection"], model["latent_dim"], llm.config, model["prefix_tokens"])
         self.tokenizer = load_tokenizer(model["llm"]["source"])
+        self._plain = None
 
     def shared_step(self, batch, split):
         z = reparameterize(batch["mu"], batch["logvar"]) if split == "train" else batch["mu"]
@@ -37,15 +39,41 @@ class DecoderModule(StageModule):
         self.log_split(split, dict(loss=loss), batch["input_ids"].shape[0])
         return loss
 
-    def generate(self, z, temperature=0.5, generator=None, max_new_tokens=None, constrained=False, stats=None):
-        """One text per latent row; `constrained`: only texts that parse into valid records of the schema;
+    def generate(self, z, generator=None, stats=None, temperature=0.5, max_new_tokens=None, constrained=False,
+                 weights="as_trained", pass_overhead=None, conditions=()):
+        """One text per latent row; `constrained`: only texts that parse into valid records of the schema and
+        meet the `conditions` (difflm.conditions.Condition);
+        `weights`: decode with the trained modules as they are ("as_trained") or with a plain copy in a dtype
+        (see decoding_llm); `pass_overhead`: see generate_texts, or a value per device type ({"cpu": 4, "cuda": None});
         `stats` (a dict) accumulates forward passes, drawn and forced tokens."""
         self.eval()
-        return generate_texts(self.llm, self.projector, self.tokenizer, z.to(self.device),
+        if isinstance(pass_overhead, dict):
+            pass_overhead = pass_overhead.get(self.device.type)
+        return generate_texts(self.decoding_llm(weights), self.projector, self.tokenizer, z.to(self.device),
                               max_new_tokens or self.hparams.max_new_tokens, temperature, generator,
-                              self.hparams.prompt_ids, self.constraint() if constrained else None, stats)
+                              self.hparams.prompt_ids, self.constraint(tuple(conditions)) if constrained else None,
+                              stats,
+                              pass_overhead)
 
-    def constraint(self):
-        if getattr(self, "_constraint", None) is None:
-            self._constraint = RecordConstraint(Schema.from_dict(self.hparams.schema), self.tokenizer)
-        return self._constraint
+    def decoding_llm(self, weights):
+        """The LLM to decode with. "as_trained": the (4-bit) base with its LoRA adapters beside it. "float32",
+        "bfloat16", "auto" (bfloat16 where the device computes it natively, else float32): a plain copy with the
+        4-bit weights dequantized and the adapters merged in (see plain_copy), kept until the next training step."""
+        if weights == "as_trained":
+            return self.llm
+        dtype = native_dtype(self.device) if weights == "auto" else getattr(torch, weights)
+        if self._plain is None or self._plain[0] != dtype:
+            self._plain = (dtype, plain_copy(self.llm, dtype).to(self.device))  # a tuple: not a registered submodule
+        return self._plain[1]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self._plain = None  # the adapters changed
+
+    def constraint(self, conditions=()):
+        """The record grammar for these conditions (built once each: about a second)."""
+        if not hasattr(self, "_constraints"):
+            self._constraints = {}
+        if conditions not in self._constraints:
+            self._constraints[conditions] = RecordConstraint(Schema.from_dict(self.hparams.schema), self.tokenizer,
+                                                             conditions=conditions)
+        return self._constraints[conditions]

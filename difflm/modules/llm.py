@@ -5,6 +5,7 @@ for all of them. Sources that ship as something else (a GGUF file, a config in c
 folder once; the write is atomic, so an interrupted conversion never leaves a half folder behind.
 """
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -13,7 +14,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import bitsandbytes as bnb
 import torch
+from peft import PeftModel
+from peft.tuners.lora import LoraLayer
+from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, ByT5Tokenizer, LlamaConfig
 
 from difflm.errors import UserError
@@ -124,9 +129,66 @@ def load_llm(source, quantization="none", compute_dtype="float32", attn_implemen
     except OSError as error:
         raise UserError(f"cannot load model.llm.source='{source}': {str(error).splitlines()[0]}")
     model.requires_grad_(False)
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            # on a CPU with AVX512-BF16, bitsandbytes would repack the weights on the first no-grad forward in
+            # eval mode and compute in bfloat16 from then on: evaluation would not compute what training did
+            module.support_avx512bf16_for_cpu = False
     return model
 
 
 def _quantized_device():
     # bitsandbytes quantizes when the weights land on their device; Lightning later keeps them there
     return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+
+
+def native_dtype(device):
+    """bfloat16 where the device computes it natively (a GPU that supports it, a CPU with AVX512-BF16), else
+    float32 (elsewhere bfloat16 matrix products are emulated, slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device.type == "cpu" and bnb.functional.has_avx512bf16() else torch.float32
+
+
+def effective_weight(module):
+    """The weight a linear layer computes with: a 4-bit one dequantized (exactly what its matmul uses), plus the
+    active LoRA adapters' deltas for a LoRA-wrapped one; in float32."""
+    base = module.get_base_layer() if isinstance(module, LoraLayer) else module
+    weight = base.weight
+    if isinstance(weight, bnb.nn.Params4bit):
+        if getattr(weight.quant_state, "packing_format_for_cpu", False):
+            raise RuntimeError("the 4-bit weights were repacked for bitsandbytes' CPU kernel: load the model "
+                               "with load_llm, which keeps them as trained")
+        weight = bnb.functional.dequantize_4bit(weight.data, weight.quant_state)
+    weight = weight.float()
+    if isinstance(module, LoraLayer) and not module.merged:
+        for adapter in module.active_adapters:
+            weight = weight + module.get_delta_weight(adapter).float()
+    return weight
+
+
+@torch.no_grad()
+def plain_copy(llm, dtype):
+    """A plain `dtype` copy of a (4-bit, LoRA-wrapped) causal LM, for decoding: the same function up to rounding,
+    without dequantizing every weight on every call or running the adapters beside the base layers. Costs the
+    memory of an unquantized model."""
+    trained = llm.get_base_model() if isinstance(llm, PeftModel) else llm
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(copy.deepcopy(trained.config), dtype=dtype,
+                                                 attn_implementation=trained.config._attn_implementation)
+    converted = {}  # source tensor id -> (source, copy): tied weights stay one tensor; holding the source keeps ids unique
+    for name, module in plain.named_modules():
+        source = trained.get_submodule(name)
+        for key, value in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            original = getattr(source, key)
+            if id(original) not in converted:
+                is_weight = isinstance(module, nn.Linear) and key == "weight"
+                tensor = effective_weight(source) if is_weight else original
+                converted[id(original)] = original, tensor.to(dtype if value.is_floating_point() else tensor.dtype)
+            weight = converted[id(original)][1]
+            if key in module._parameters:
+                module._parameters[key] = nn.Parameter(weight, requires_grad=False)
+            else:
+                module._buffers[key] = weight
+    return plain.eval()

@@ -1,0 +1,92 @@
+"""Controllable sampling: conditions are checked against the schema and the data, and every row meets them."""
+
+import pandas as pd
+import pytest
+import torch
+
+import sample as sample_cli
+from difflm.conditions import Condition, check_satisfiable, parse_conditions, satisfied
+from difflm.constraint import record_json_schema
+from difflm.datamodules.schema import infer_schema
+from difflm.errors import UserError
+from difflm.guidance import LatentGuide
+
+
+@pytest.fixture
+def schema(small_table):
+    return infer_schema(small_table)
+
+
+def test_conditions_parse_values_lists_and_ranges(schema, small_table):
+    conditions = parse_conditions(schema, {"label": "yes", "age": "30..45"})
+    assert [c.column for c in conditions] == ["age", "label"]  # schema order
+    assert conditions[0] == Condition("age", minimum=30, maximum=45)
+    assert satisfied(conditions, small_table).tolist() == [False] * 5 + [True]  # 33, yes
+    assert parse_conditions(schema, {"age": 41})[0] == Condition("age", minimum=41, maximum=41)
+    assert parse_conditions(schema, {"member": True})[0].values == (True,)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"labels": "yes"}, "no column 'labels'; did you mean label"),
+    ({"label": "sure"}, "'label' never takes this value; valid: no, yes"),
+    ({"city": "Pariss"}, "did you mean Paris"),
+    ({"age": "old"}, "not a number or a range"),
+    ({"age": "50..40"}, "the range is empty"),
+    ({"age": "60.."}, "outside the column's range [25, 52]"),
+    ({"age": True}, "'age' is numeric"),
+])
+def test_a_condition_the_schema_cannot_meet_is_a_clear_error(schema, raw, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_conditions(schema, raw)
+
+
+def test_conditions_no_training_row_meets_are_an_error(schema, small_table):
+    conditions = parse_conditions(schema, {"city": "Nice", "label": "yes"})
+    with pytest.raises(UserError, match="no training row has city='Nice' and label='yes'"):
+        check_satisfiable(conditions, small_table)
+    assert check_satisfiable(parse_conditions(schema, {"label": "yes"}), small_table) == 0.5
+
+
+def test_conditions_narrow_the_record_grammar(schema):
+    conditions = parse_conditions(schema, {"age": "30..45.5", "city": ["Lyon", "Nice"], "member": False})
+    properties = record_json_schema(schema, conditions)["properties"]
+    assert properties["age"] == {"type": "integer", "minimum": 30, "maximum": 45}  # no null under a condition
+    assert properties["city"] == {"enum": ["Lyon", "Nice"]} and properties["member"] == {"enum": [False]}
+    assert properties["label"] == {"enum": ["no", "yes"]}
+
+
+def test_latent_guide_resamples_towards_the_latents_of_rows_that_meet_the_condition():
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2000, 4, generator=generator)
+    guide = LatentGuide(latents, (latents[:, 0] > 1).numpy())
+    assert guide.auc > 0.95
+    draws = torch.randn(4000, 4, generator=generator)
+    kept = guide.resample(draws, 200, generator)
+    assert kept.shape == (200, 4) and kept[:, 0].mean() > 1.0 > draws[:, 0].mean() + 0.9
+    assert len(torch.unique(kept, dim=0)) == 200  # without replacement
+
+
+@pytest.mark.parametrize("mode", ["guided", "decoding", "reject"])
+def test_every_sampled_row_meets_the_conditions(trained, tmp_path, mode):
+    run, _, _ = trained
+    train = pd.read_parquet(run.split("train"))
+    common = train["workclass"].mode()[0]
+    out = tmp_path / "rows.csv"
+    sample_cli.main([f"run={run.root}", "n=6", f"out={out}", f"condition.workclass={common}",
+                     "condition.age=30..45", f"sample.condition_mode={mode}", "sample.batch_size=3",
+                     "trainer.enable_progress_bar=false", "sample.max_rounds=30"])
+    rows = pd.read_csv(out)
+    assert len(rows) == 6 and (rows["workclass"] == common).all() and rows["age"].between(30, 45).all()
+
+
+@pytest.mark.parametrize("conditions, message", [
+    (["condition.wrkclass=Private"], "no column 'wrkclass'; did you mean workclass"),
+    (["condition.income=rich"], "'income' never takes this value"),
+    (["condition.age=17", "condition.income=>50K"], "no training row has age=17 and income='>50K'"),
+])
+def test_sample_cli_refuses_bad_conditions_with_exit_2_and_no_output(trained, tmp_path, capsys, conditions, message):
+    run, _, _ = trained
+    out = tmp_path / "rows.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        sample_cli.main([f"run={run.root}", "n=2", f"out={out}", *conditions])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err and not out.exists()
