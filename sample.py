@@ -52,6 +52,8 @@ def main(argv):
         frames = {split: frame[satisfied(meets, frame)] for split, frame in frames.items()}
         synthetic = schema.records_to_frame(records)
         report = evaluate(schema, synthetic, frames, cfg.data.target, seed, grid, stats)
+        if conditions:
+            report["conditioning"] = stats["conditioning"]
         paths = write_report(schema, report, synthetic, frames["train"], Path(out).parent)
         print(format_report(report))
         print(f"wrote {', '.join(str(p) for p in paths.values())}")

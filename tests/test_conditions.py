@@ -90,3 +90,16 @@ def test_sample_cli_refuses_bad_conditions_with_exit_2_and_no_output(trained, tm
     with pytest.raises(SystemExit) as exit_info:
         sample_cli.main([f"run={run.root}", "n=2", f"out={out}", *conditions])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err and not out.exists()
+
+
+def test_evaluation_of_conditional_rows_compares_them_with_the_real_rows_that_meet_the_condition(trained, tmp_path):
+    import json
+
+    run, _, _ = trained
+    out = tmp_path / "rows.csv"
+    sample_cli.main([f"run={run.root}", "n=12", f"out={out}", "condition.income=<=50K", "evaluate=true",
+                     "trainer.enable_progress_bar=false"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["validity"]["validity"] == 1.0 and report["rows"] == 12
+    assert report["conditioning"]["conditions"] == [{"column": "income", "values": ["<=50K"]}]
+    assert report["mle"]["real_train"]["score"] == 0.5  # the real rows it is compared with have one income
