@@ -22,7 +22,8 @@ class Condition:
 
     def __str__(self):
         if self.values is not None:
-            return f"{self.column}={self.values[0]!r}" if len(self.values) == 1 else f"{self.column} in {list(self.values)}"
+            one = len(self.values) == 1
+            return f"{self.column}={self.values[0]!r}" if one else f"{self.column} in {list(self.values)}"
         low = "" if self.minimum is None else f"{self.minimum:g}"
         high = "" if self.maximum is None else f"{self.maximum:g}"
         return f"{self.column}={low}..{high}" if low != high else f"{self.column}={low}"

@@ -23,8 +23,8 @@ from difflm.datamodules.schema import Schema
 from difflm.errors import UserError
 from difflm.guidance import make_conditioning
 from difflm.run_dir import atomic_write, atomic_write_text
-from difflm.sampling import (checked_output_path, chunk_generator, chunk_sizes, decoding_options, load_generator, merge_stats,
-                             sample_chunk, write_table)
+from difflm.sampling import (checked_output_path, chunk_generator, chunk_sizes, decoding_options, load_generator,
+                             merge_stats, sample_chunk, write_table)
 
 # the writer names each chunk by its index, not by the sampler's batch indices
 warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")

@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 from difflm.datamodules.schema import InvalidRecord, Schema
 from difflm.errors import UserError
 from difflm.modules.decoder import DecoderModule
-from difflm.modules.generate import generate_in_batches
 from difflm.modules.prior import PriorModule
 from difflm.run_dir import atomic_write
 
@@ -77,8 +76,8 @@ def sample_chunk(schema, prior, decoder, rows, generator, batch_size, max_rounds
             break
         draws = missing if round_ == 0 else min(math.ceil(1.2 * missing * generated / max(valid, 1)), 20 * missing)
         z = conditioning.latents(prior, draws, generator) if conditioning else prior.sample(draws, generator=generator)
-        texts = generate_in_batches(lambda part: decoder.generate(part, generator, decoded, **decoding), z, batch_size,
-                                    progress=False)
+        texts = [text for part in z.split(batch_size)
+                 for text in decoder.generate(part, generator, decoded, **decoding)]
         generated += len(texts)
         for text, latent in zip(texts, z.cpu()):
             try:

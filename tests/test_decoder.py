@@ -71,8 +71,11 @@ def test_plain_copy_computes_what_the_trained_modules_compute(tiny_cfg, quantiza
         assert not any("lora" in name for name, _ in plain.named_parameters())
         assert torch.allclose(plain(input_ids=ids).logits, trained, atol=1e-4)
         assert plain.lm_head.weight.data_ptr() == plain.get_input_embeddings().weight.data_ptr()  # still tied
-        bf16 = plain_copy(module.llm, torch.bfloat16)(input_ids=ids).logits.float()
+        bf16_copy = plain_copy(module.llm, torch.bfloat16)
+        bf16 = bf16_copy(input_ids=ids).logits.float()
     assert (bf16.argmax(-1) == trained.argmax(-1)).float().mean() > 0.9
+    assert bf16_copy.lm_head.weight.dtype == torch.bfloat16
+    assert {b.dtype for b in bf16_copy.buffers()} == {torch.float32}  # rotary frequencies keep their precision
 
 
 def test_decoding_copy_is_rebuilt_after_a_training_step(tiny_cfg):

@@ -1,7 +1,6 @@
 """Batched, KV-cached decoding from a latent: the projector's prefix once, then the chosen tokens pass by pass."""
 
 import torch
-from tqdm.auto import tqdm
 
 from difflm import seeded
 from difflm.datamodules.records import start_token_id
@@ -114,12 +113,3 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
     rows = [prompt_ids + row[:max_new_tokens] for row in generated]
     return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
 
-
-def generate_in_batches(generate_batch, z, batch_size, progress=True, desc="decoding"):
-    """Run generate_batch over z in chunks, with a progress bar over rows."""
-    texts = []
-    with tqdm(total=len(z), desc=desc, unit="row", disable=not progress) as bar:
-        for chunk in z.split(batch_size):
-            texts.extend(generate_batch(chunk))
-            bar.update(len(chunk))
-    return texts

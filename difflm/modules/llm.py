@@ -177,7 +177,8 @@ def plain_copy(llm, dtype):
     with torch.device("meta"):
         plain = AutoModelForCausalLM.from_config(copy.deepcopy(trained.config), dtype=dtype,
                                                  attn_implementation=trained.config._attn_implementation)
-    converted = {}  # source tensor id -> (source, copy): tied weights stay one tensor; holding the source keeps ids unique
+    # source tensor id -> (source, copy): tied weights stay one tensor; holding the source keeps the ids unique
+    converted = {}
     for name, module in plain.named_modules():
         source = trained.get_submodule(name)
         for key, value in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
@@ -185,7 +186,8 @@ def plain_copy(llm, dtype):
             if id(original) not in converted:
                 is_weight = isinstance(module, nn.Linear) and key == "weight"
                 tensor = effective_weight(source) if is_weight else original
-                converted[id(original)] = original, tensor.to(dtype if value.is_floating_point() else tensor.dtype)
+                # the dtype the model gives each tensor: `dtype` for weights, float32 for e.g. rotary frequencies
+                converted[id(original)] = original, tensor.to(value.dtype)
             weight = converted[id(original)][1]
             if key in module._parameters:
                 module._parameters[key] = nn.Parameter(weight, requires_grad=False)
