@@ -91,9 +91,12 @@ def sample_chunk(schema, prior, decoder, rows, generator, batch_size, max_rounds
             valid += 1
     if len(records) < rows:
         reasons = ", ".join(f"{kind} ({count})" for kind, count in failures.most_common(3))
+        if failures.most_common(1)[0][0].startswith("condition not met"):
+            fix = "Use sample.condition_mode=guided or decoding: with constrained=true the grammar writes the condition"
+        else:
+            fix = "Train the decoder longer, use sample.constrained=true, or raise sample.max_rounds"
         raise SamplingError(f"only {len(records)} of {rows} rows were valid after {max_rounds} rounds of "
-                            f"regeneration ({generated} generated); most common reasons: {reasons}. Train the decoder "
-                            "longer, use sample.constrained=true, or raise sample.max_rounds")
+                            f"regeneration ({generated} generated); most common reasons: {reasons}. {fix}")
     stats = {"rows": rows, "generated": generated, "valid": valid, "failures": dict(failures), "decoding": decoded}
     return records, torch.stack(latents), stats
 

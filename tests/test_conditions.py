@@ -103,3 +103,20 @@ def test_evaluation_of_conditional_rows_compares_them_with_the_real_rows_that_me
     assert report["validity"]["validity"] == 1.0 and report["rows"] == 12
     assert report["conditioning"]["conditions"] == [{"column": "income", "values": ["<=50K"]}]
     assert report["mle"]["real_train"]["score"] == 0.5  # the real rows it is compared with have one income
+
+
+def test_reject_mode_that_cannot_meet_a_condition_says_which_mode_would(schema, small_table):
+    from difflm.guidance import Conditioning
+    from difflm.sampling import SamplingError, sample_records
+
+    class WritesFirstRow:  # always the first row: label 'yes'
+        def generate(self, z, generator=None, stats=None, **options):
+            return [schema.to_text(small_table.iloc[0].to_dict())] * len(z)
+
+    class Prior:
+        def sample(self, n, generator=None):
+            return torch.zeros(n, 2)
+
+    conditioning = Conditioning(parse_conditions(schema, {"label": "no"}), mode="reject")
+    with pytest.raises(SamplingError, match=r"condition not met \(label='no'\).*condition_mode=guided or decoding"):
+        sample_records(schema, Prior(), WritesFirstRow(), 3, max_rounds=1, progress=False, conditioning=conditioning)
