@@ -78,9 +78,9 @@ def parse_condition(schema, name, raw):
 
 
 def parse_conditions(schema, raw):
-    """Conditions from {column: raw value}, in schema order."""
-    return tuple(parse_condition(schema, name, raw[name]) for name in schema.names if name in raw) + tuple(
-        parse_condition(schema, name, value) for name, value in raw.items() if name not in schema.names)
+    """Conditions from {column: raw value}, in schema order (an unknown column sorts first, and is refused)."""
+    order = {name: i for i, name in enumerate(schema.names)}
+    return tuple(parse_condition(schema, name, raw[name]) for name in sorted(raw, key=lambda n: order.get(n, -1)))
 
 
 def satisfied(conditions, frame):

@@ -30,7 +30,7 @@ class DecoderModule(StageModule):
         self.llm = add_lora(llm, model["lora"])
         self.projector = build_projector(model["injection"], model["latent_dim"], llm.config, model["prefix_tokens"])
         self.tokenizer = load_tokenizer(model["llm"]["source"])
-        self._plain = None
+        self._plain, self._constraints = None, {}  # the decoding copy; the record grammar per conditions
 
     def shared_step(self, batch, split):
         z = reparameterize(batch["mu"], batch["logvar"]) if split == "train" else batch["mu"]
@@ -70,8 +70,6 @@ class DecoderModule(StageModule):
 
     def constraint(self, conditions=()):
         """The record grammar for these conditions (built once each: about a second)."""
-        if not hasattr(self, "_constraints"):
-            self._constraints = {}
         if conditions not in self._constraints:
             self._constraints[conditions] = RecordConstraint(Schema.from_dict(self.hparams.schema), self.tokenizer,
                                                              conditions=conditions)
