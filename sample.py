@@ -35,11 +35,12 @@ def main(argv):
     if not all(isinstance(flag, bool) for flag in (evaluate_, grid, resume)):
         raise UserError("evaluate=, grid= and resume= take true or false")
     conditions = {key.partition(".")[2]: value for key, value in args.items() if key.startswith("condition.")}
-    if any(key == "condition" or key == "condition." for key in args):
+    if "condition" in args or "" in conditions:
         raise UserError("give a condition as condition.<column>=<value>, e.g. condition.income='>50K'")
-    # every other argument is a key of the run's config, e.g. sample.temperature=0.7
+    # every other argument is a key of the run's config, e.g. sample.temperature=0.7 (a misspelt
+    # conditions.<column>= lands here too, and is refused as an unknown key)
     cfg = compose([arg for arg in argv if arg.partition("=")[0] not in SAMPLE_ARGS
-                   and not arg.startswith("condition")])
+                   and not arg.startswith("condition.")])
     sampled = sample_to_file(cfg, run, n, out, seed, resume, conditions)
     if sampled is None:  # another process of a multi-device run: the first one writes and reports
         return

@@ -83,6 +83,7 @@ def test_every_sampled_row_meets_the_conditions(trained, tmp_path, mode):
     (["condition.wrkclass=Private"], "no column 'wrkclass'; did you mean workclass"),
     (["condition.income=rich"], "'income' never takes this value"),
     (["condition.age=17", "condition.income=>50K"], "no training row has age=17 and income='>50K'"),
+    (["conditions.income=>50K"], "unknown config key 'conditions.income'"),  # not silently ignored
 ])
 def test_sample_cli_refuses_bad_conditions_with_exit_2_and_no_output(trained, tmp_path, capsys, conditions, message):
     run, _, _ = trained
