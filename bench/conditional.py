@@ -72,7 +72,7 @@ def main():
     schema, prior, decoder = load_generator(run)
     _, frames = load_run_data(run)
     latents = torch.load(run.latents, weights_only=False)["latents"]["train"][0]
-    decoding = dict(temperature=0.5, constrained=True, weights="auto", pass_overhead={"cpu": 4, "cuda": None})
+    decoding = dict(temperature=0.5, constrained=True, weights="auto")
     result = {"run": args.run, "threads": args.threads, "rows": args.rows}
     for column, value in CONDITIONS.items():
         real_share = float((frames["train"][column] == value).mean())

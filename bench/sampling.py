@@ -3,13 +3,13 @@
 (a) the reference procedure: one row at a time, no KV cache (a full forward pass over the whole sequence for
     every token), reject and retry until the row parses;
 (b) batched KV-cached decoding, unconstrained, reject and retry;
-(c) batched KV-cached decoding, schema-constrained, forced tokens read together, the vocabulary head only where
-    a token is drawn, finished rows leaving the batch.
+(c) batched KV-cached decoding, schema-constrained, forced tokens read together in ragged passes (no padding
+    computed), the vocabulary head only where a token is drawn, finished rows leaving the batch.
 
 (a), (b) and (c) decode with the same weights (sample.weights=auto: a plain bfloat16 copy on a CPU with
 AVX512-BF16). Variants of (c) show what each choice is worth: the trained 4-bit modules as they are, float32,
-whole forced runs per pass (pass_overhead=None), a larger batch; and (a) on the 4-bit modules, as the paper's
-code runs it. Each batched setting is timed `--repeats` times after one warm-up batch (median reported).
+a larger batch; and (a) on the 4-bit modules, as the paper's code runs it. Each batched setting is timed
+`--repeats` times after one warm-up batch (median reported).
 
 python bench/sampling.py [--run runs/adult] [--rows 64] [--reference-rows 3]  ->  bench/results/sampling.json
 """
@@ -83,8 +83,7 @@ def batched(schema, prior, decoder, rows, seed, batch_size, repeats, **decoding)
             "seconds": round(seconds, 2), "all_seconds": [round(run[0], 2) for run in runs],
             "valid_rows_per_second": round(rows / seconds, 4), "tokens_per_second": round(tokens / seconds, 1),
             "forward_passes": decoding_stats["forward_passes"],
-            "forced_token_share": round(decoding_stats["forced_tokens"] / tokens, 3),
-            "padded_positions": decoding_stats["padded_positions"]}
+            "forced_token_share": round(decoding_stats["forced_tokens"] / tokens, 3)}
 
 
 def main():
@@ -99,8 +98,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     schema, prior, decoder = load_generator(RunDir(args.run))
-    overhead = {"cpu": 4, "cuda": None}
-    common = dict(temperature=args.temperature, weights="auto", pass_overhead=overhead)
+    common = dict(temperature=args.temperature, weights="auto")
     result = {"run": args.run, "threads": args.threads, "temperature": args.temperature,
               "auto_weights_dtype": str(decoder.decoding_llm("auto").dtype)}
     decoder.constraint()  # built once (about a second), as a long sampling run would
@@ -108,7 +106,6 @@ def main():
     settings = {
         "c_batched_cache_constrained": dict(common, constrained=True),
         "b_batched_cache_unconstrained": dict(common, constrained=False),
-        "c_whole_runs_per_pass": dict(common, constrained=True, pass_overhead=None),
         "c_float32_weights": dict(common, constrained=True, weights="float32"),
         "c_as_trained_4bit_weights": dict(common, constrained=True, weights="as_trained"),
     }

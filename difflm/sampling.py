@@ -21,7 +21,7 @@ from difflm.modules.decoder import DecoderModule
 from difflm.modules.prior import PriorModule
 from difflm.run_dir import atomic_write
 
-DECODING_KEYS = ("temperature", "max_new_tokens", "constrained", "weights", "pass_overhead")
+DECODING_KEYS = ("temperature", "max_new_tokens", "constrained", "weights")
 
 
 class SamplingError(UserError):

@@ -90,12 +90,3 @@ def test_building_a_cached_model_leaves_the_seeded_rng_alone(tmp_path):
     torch.manual_seed(0)
     _write_once(tmp_path / "model", lambda out: torch.nn.Linear(64, 64))  # random init consumes the RNG
     assert (tmp_path / "model").is_dir() and torch.equal(torch.rand(3), expected)
-
-
-def test_pass_width_reads_the_most_tokens_per_unit_of_cost():
-    from difflm.modules.generate import pass_width
-
-    assert pass_width([1, 1, 9], None) == 9  # whole runs
-    assert pass_width([1, 1, 9], 2) == 1  # width 9 would read 11 tokens at cost 11; width 1 reads 3 at cost 3
-    assert pass_width([6, 6, 6, 1], 2) == 6
-    assert pass_width([3], 4) == 3

@@ -40,19 +40,16 @@ class DecoderModule(StageModule):
         return loss
 
     def generate(self, z, generator=None, stats=None, temperature=0.5, max_new_tokens=None, constrained=False,
-                 weights="as_trained", pass_overhead=None, conditions=()):
+                 weights="as_trained", conditions=()):
         """One text per latent row. `constrained`: only texts that parse into valid records of the schema and
         meet the `conditions` (difflm.conditions.Condition). `weights`: the trained modules as they are
-        ("as_trained") or a plain copy (see decoding_llm). `pass_overhead`: see pass_width, or one value per
-        device type ({"cpu": 4, "cuda": None}). `stats` (a dict) accumulates forward passes, drawn and forced
-        tokens."""
+        ("as_trained") or a plain copy (see decoding_llm). `stats` (a dict) accumulates forward passes, drawn
+        and forced tokens."""
         self.eval()
-        if isinstance(pass_overhead, dict):
-            pass_overhead = pass_overhead.get(self.device.type)
         constraint = self.constraint(tuple(conditions)) if constrained else None
         return generate_texts(self.decoding_llm(weights), self.projector, self.tokenizer, z.to(self.device),
                               max_new_tokens or self.hparams.max_new_tokens, temperature, generator,
-                              self.hparams.prompt_ids, constraint, stats, pass_overhead)
+                              self.hparams.prompt_ids, constraint, stats)
 
     def decoding_llm(self, weights):
         """The LLM to decode with. "as_trained": the (4-bit) base with its LoRA adapters beside it. "float32",
