@@ -1,10 +1,14 @@
 """Conditional sampling on one trained run: for each condition and each way of meeting it,
+- records:  4 (and 8) rows decoded per row kept, the grammar fixing the value, resampled by p(condition | the
+            columns written before it), a classifier fitted on the real training rows;
 - guided:   latents resampled towards p(z | condition) (a latent classifier) and the grammar fixes the value;
 - decoding: unconditional latents, the grammar alone fixes the value;
 - reject:   unconditional latents and decoding, rows that miss the condition regenerated (reject-until-satisfied),
 the share of output rows that meet the condition, how many rows were generated per row kept, rows per second,
 and how close the other columns are to the real rows that meet the condition: SDMetrics column-shape error
-(%, lower is better) against the real conditional rows, next to the same error against all real rows.
+(%, lower is better) against the real conditional rows, next to the same error against all real rows. Two
+references at the same number of rows: real rows that meet the condition (the floor: sampling noise alone)
+and real rows drawn regardless of it (what ignoring the condition scores).
 
 python bench/conditional.py [--run runs/adult] [--rows 64]  ->  bench/results/conditional.json
 """
@@ -17,7 +21,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from difflm.conditions import parse_conditions, satisfied  # noqa: E402
@@ -38,9 +41,22 @@ def shape_error(schema, conditioned, real, synthetic):
     return density_errors(others, real[others.names], synthetic[others.names])["shape_error"]
 
 
-def run_mode(schema, prior, decoder, frames, latents, column, value, mode, rows, max_rounds, decoding):
+def real_references(schema, frames, column, value, rows, draws=5):
+    """Shape error vs the real conditional rows of `rows` real rows that meet the condition and of `rows`
+    real rows drawn regardless (means of `draws` draws)."""
     conditions = parse_conditions(schema, {column: value})
-    conditioning = make_conditioning(conditions, mode, 20, frames["train"], latents)
+    train = frames["train"]
+    meeting = train[satisfied(conditions, train)]
+    errors = {"real_rows_meeting_it": [], "real_rows_regardless": []}
+    for draw in range(draws):
+        for key, pool in (("real_rows_meeting_it", meeting), ("real_rows_regardless", train)):
+            errors[key].append(shape_error(schema, {column}, meeting, pool.sample(rows, random_state=draw)))
+    return {key: round(sum(values) / draws, 2) for key, values in errors.items()}
+
+
+def run_mode(schema, prior, decoder, frames, latents, column, value, mode, oversample, rows, max_rounds, decoding):
+    conditions = parse_conditions(schema, {column: value})
+    conditioning = make_conditioning(conditions, mode, oversample, schema, frames["train"], latents)
     started = time.perf_counter()
     try:
         records, stats = sample_records(schema, prior, decoder, rows, 0, 64, max_rounds, progress=False,
@@ -56,13 +72,13 @@ def run_mode(schema, prior, decoder, frames, latents, column, value, mode, rows,
             "seconds": round(seconds, 1), "rows_per_second": round(rows / seconds, 3),
             "shape_error_vs_real_conditional": shape_error(schema, {column}, real_conditional, synthetic),
             "shape_error_vs_all_real": shape_error(schema, {column}, frames["train"], synthetic),
-            "latent_classifier_auc": conditioning.guide.auc if conditioning.guide else None}
+            "oversample": conditioning.oversample, "classifier_auc": conditioning.describe()["classifier_auc"]}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/adult")
-    parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--rows", type=int, default=128)
     parser.add_argument("--reject-rows", type=int, default=16)
     parser.add_argument("--reject-rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -76,13 +92,17 @@ def main():
     result = {"run": args.run, "threads": args.threads, "rows": args.rows}
     for column, value in CONDITIONS.items():
         real_share = float((frames["train"][column] == value).mean())
-        entry = {"real_share": round(real_share, 3)}
-        for mode in ("guided", "decoding", "reject"):
+        entry = {"real_share": round(real_share, 3),
+                 "shape_error_references": real_references(schema, frames, column, value, args.rows)}
+        print(column, value, entry, flush=True)
+        for name, mode, oversample in (("records", "records", 4), ("records_x8", "records", 8),
+                                       ("guided", "guided", 20), ("decoding", "decoding", 1),
+                                       ("reject", "reject", 1)):
             rows = args.reject_rows if mode == "reject" else args.rows
             rounds = args.reject_rounds if mode == "reject" else 10
-            entry[mode] = run_mode(schema, prior, decoder, frames, latents, column, value, mode, rows, rounds,
-                                   decoding)
-            print(column, value, entry[mode], flush=True)
+            entry[name] = run_mode(schema, prior, decoder, frames, latents, column, value, mode, oversample, rows,
+                                   rounds, decoding)
+            print(column, value, name, entry[name], flush=True)
         result[f"{column}={value}"] = entry
     atomic_write_text(RESULT, json.dumps(result, indent=2))
     print(f"wrote {RESULT}")

@@ -163,3 +163,8 @@ def save(cfg, path):
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     tmp.replace(path)
+
+
+def plain(node):
+    """A config node as plain Python containers; a value that is not a node as it is."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node

@@ -5,9 +5,9 @@ import time
 
 import lightning as L
 import torch
-from omegaconf import OmegaConf
 
 from difflm import config as config_io
+from difflm.config import plain
 from difflm.callbacks.beta import BetaBacktracking
 from difflm.callbacks.evaluation import DownstreamEvaluation
 from difflm.callbacks.reconstruction import ReconstructionAccuracy
@@ -24,10 +24,6 @@ from difflm.predict import sample_to_file
 from difflm.sampling import decoding_options
 from difflm.summary import print_summary
 from difflm.trainer import make_trainer, resume_path
-
-
-def plain(node):
-    return OmegaConf.to_container(node, resolve=True)
 
 
 def fit_stage(cfg, run, stage, module, data, callbacks=()):

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from tqdm.auto import tqdm
 
 from difflm.conditions import check_satisfiable, parse_conditions
+from difflm.config import plain
 from difflm.datamodules.records import load_run_data
 from difflm.datamodules.schema import Schema
 from difflm.errors import UserError
@@ -52,7 +53,7 @@ def load_conditioning(run, schema, raw, sample_cfg, seed):
             raise UserError(f"{run.latents} is missing: retrain the prior (`python train.py stage=prior "
                             f"run={run.root}`) or use sample.condition_mode=decoding")
         latents = torch.load(run.latents, weights_only=False)["latents"]["train"][0]
-    return make_conditioning(conditions, sample_cfg.condition_mode, sample_cfg.condition_oversample,
+    return make_conditioning(conditions, sample_cfg.condition_mode, plain(sample_cfg.condition_oversample), schema,
                              frames["train"], latents, seed)
 
 
@@ -64,7 +65,7 @@ def manifest(cfg, run, n, seed, conditions):
     s = cfg.sample
     return {"n": n, "seed": seed, "batch_size": s.batch_size, "max_rounds": s.max_rounds,
             "decoding": decoding_options(s), "conditions": conditions, "condition_mode": s.condition_mode,
-            "condition_oversample": s.condition_oversample, "prior": checkpoint("prior"),
+            "condition_oversample": plain(s.condition_oversample), "prior": checkpoint("prior"),
             "decoder": checkpoint("decoder")}
 
 

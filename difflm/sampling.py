@@ -79,20 +79,22 @@ def sample_chunk(schema, prior, decoder, rows, generator, batch_size, max_rounds
         texts = [text for part in z.split(batch_size)
                  for text in decoder.generate(part, generator, decoded, **decoding)]
         generated += len(texts)
+        accepted = []
         for text, latent in zip(texts, z.cpu()):
             try:
-                record = accept(schema, text, conditions)
+                accepted.append((accept(schema, text, conditions), latent))
             except InvalidRecord as error:
                 failures[error.kind] += 1
-                continue
-            if len(records) < rows:
-                records.append(record)
-                latents.append(latent)
-            valid += 1
+        valid += len(accepted)
+        chosen = (conditioning.choose([record for record, _ in accepted], missing, generator) if conditioning
+                  else range(min(missing, len(accepted))))
+        records += [accepted[i][0] for i in chosen]
+        latents += [accepted[i][1] for i in chosen]
     if len(records) < rows:
         reasons = ", ".join(f"{kind} ({count})" for kind, count in failures.most_common(3))
         if failures.most_common(1)[0][0].startswith("condition not met"):
-            fix = "Use sample.condition_mode=guided or decoding: with constrained=true the grammar writes the condition"
+            fix = ("Use sample.condition_mode=records, guided or decoding: with constrained=true the grammar writes "
+                   "the condition")
         else:
             fix = "Train the decoder longer, use sample.constrained=true, or raise sample.max_rounds"
         raise SamplingError(f"only {len(records)} of {rows} rows were valid after {max_rounds} rounds of "

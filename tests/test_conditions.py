@@ -9,7 +9,7 @@ from difflm.conditions import Condition, check_satisfiable, parse_conditions, sa
 from difflm.constraint import record_json_schema
 from difflm.datamodules.schema import infer_schema
 from difflm.errors import UserError
-from difflm.guidance import LatentGuide
+from difflm.guidance import LatentGuide, RecordGuide
 
 
 @pytest.fixture
@@ -66,7 +66,34 @@ def test_latent_guide_resamples_towards_the_latents_of_rows_that_meet_the_condit
     assert len(torch.unique(kept, dim=0)) == 200  # without replacement
 
 
-@pytest.mark.parametrize("mode", ["guided", "decoding", "reject"])
+def test_record_guide_resamples_the_columns_written_before_the_condition_towards_its_real_conditional():
+    """Real rows: label 'yes' mostly in Paris (city is written before label), unrelated to score. Rows decoded
+    with the grammar writing label='yes' but cities at their overall rates come back mostly from Paris."""
+    generator = torch.Generator().manual_seed(0)
+    cities = pd.Series(["Paris", "Lyon", "Nice", None]).sample(3000, replace=True, random_state=0)
+    cities = cities.reset_index(drop=True)
+    paris = (cities == "Paris").to_numpy()
+    flip = torch.rand(3000, generator=generator).numpy() < 0.1
+    real = pd.DataFrame({"score": torch.rand(3000, generator=generator).numpy().round(3), "city": cities,
+                         "label": ["yes" if p != f else "no" for p, f in zip(paris, flip)]})
+    schema = infer_schema(real)
+    conditions = parse_conditions(schema, {"label": "yes"})
+    guide = RecordGuide(schema, conditions, real)
+    assert guide.aucs[0] > 0.8
+    decoded = real.assign(label="yes").to_dict("records")  # the before-columns at their unconditional rates
+    kept = pd.DataFrame([decoded[i] for i in guide.resample(decoded, 300, generator)])
+    real_conditional = real[real["label"] == "yes"]
+    assert (kept["city"] == "Paris").mean() > 0.6 > (cities == "Paris").mean() + 0.3
+    assert abs((kept["city"] == "Paris").mean() - (real_conditional["city"] == "Paris").mean()) < 0.1
+    assert len({id(decoded[i]) for i in guide.resample(decoded, 300, generator)}) == 300  # without replacement
+
+
+def test_record_guide_has_nothing_to_weigh_for_the_first_column(schema, small_table):
+    guide = RecordGuide(schema, parse_conditions(schema, {"age": "30..45"}), small_table)
+    assert guide.aucs == [None] and guide.weights(small_table.to_dict("records")).tolist() == [1.0] * 6
+
+
+@pytest.mark.parametrize("mode", ["records", "guided", "decoding", "reject"])
 def test_every_sampled_row_meets_the_conditions(trained, tmp_path, mode):
     run, _, _ = trained
     train = pd.read_parquet(run.split("train"))
@@ -119,5 +146,6 @@ def test_reject_mode_that_cannot_meet_a_condition_says_which_mode_would(schema, 
             return torch.zeros(n, 2)
 
     conditioning = Conditioning(parse_conditions(schema, {"label": "no"}), mode="reject")
-    with pytest.raises(SamplingError, match=r"condition not met \(label='no'\).*condition_mode=guided or decoding"):
+    message = r"condition not met \(label='no'\).*condition_mode=records, guided or decoding"
+    with pytest.raises(SamplingError, match=message):
         sample_records(schema, Prior(), WritesFirstRow(), 3, max_rounds=1, progress=False, conditioning=conditioning)
