@@ -10,7 +10,8 @@ and how close the other columns are to the real rows that meet the condition: SD
 references at the same number of rows: real rows that meet the condition (the floor: sampling noise alone)
 and real rows drawn regardless of it (what ignoring the condition scores).
 
-python bench/conditional.py [--run runs/adult] [--rows 64]  ->  bench/results/conditional.json
+python bench/conditional.py [--run runs/adult] [--rows 128] [--modes records decoding ...]
+    ->  bench/results/conditional.json
 """
 
 import argparse
@@ -82,6 +83,7 @@ def main():
     parser.add_argument("--reject-rows", type=int, default=16)
     parser.add_argument("--reject-rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--modes", nargs="+", default=["records", "records_x8", "guided", "decoding", "reject"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = RunDir(args.run)
@@ -98,13 +100,15 @@ def main():
         for name, mode, oversample in (("records", "records", 4), ("records_x8", "records", 8),
                                        ("guided", "guided", 20), ("decoding", "decoding", 1),
                                        ("reject", "reject", 1)):
+            if name not in args.modes:
+                continue
             rows = args.reject_rows if mode == "reject" else args.rows
             rounds = args.reject_rounds if mode == "reject" else 10
             entry[name] = run_mode(schema, prior, decoder, frames, latents, column, value, mode, oversample, rows,
                                    rounds, decoding)
             print(column, value, name, entry[name], flush=True)
-        result[f"{column}={value}"] = entry
-    atomic_write_text(RESULT, json.dumps(result, indent=2))
+            result[f"{column}={value}"] = entry
+            atomic_write_text(RESULT, json.dumps(result, indent=2))  # after each mode: a long run keeps what it did
     print(f"wrote {RESULT}")
 
 
