@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from difflm.config import plain
 from difflm.datamodules.schema import InvalidRecord, Schema
 from difflm.errors import UserError
 from difflm.modules.decoder import DecoderModule
@@ -38,8 +38,7 @@ def load_generator(run, device=None):
 
 def decoding_options(sample_cfg):
     """DecoderModule.generate's keyword arguments from the sample config."""
-    return {key: OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
-            for key, value in ((key, sample_cfg[key]) for key in DECODING_KEYS)}
+    return {key: plain(sample_cfg[key]) for key in DECODING_KEYS}
 
 
 def chunk_generator(seed, chunk):

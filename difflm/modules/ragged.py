@@ -29,9 +29,9 @@ class RaggedCache:
         self.lengths = torch.zeros(rows, dtype=torch.long, device=device)
         self.keys, self.values = {}, {}
 
-    def write(self, layer, key, value, rows, positions):
-        """key/value (tokens, kv heads, head dim) of tokens in `rows` at `positions`."""
-        needed = int(positions.max()) + 1
+    def write(self, layer, key, value, rows, positions, needed):
+        """key/value (tokens, kv heads, head dim) of tokens in `rows` at `positions`, all below `needed`
+        (given, not read off `positions`: that would wait for the device once per layer)."""
         if layer not in self.keys or self.keys[layer].shape[2] < needed:
             self.keys[layer], self.values[layer] = (self._grown(self.keys.get(layer), needed, key),
                                                     self._grown(self.values.get(layer), needed, value))
@@ -53,7 +53,7 @@ class RaggedCache:
         positions = torch.arange(count, device=self.lengths.device).repeat(rows)
         for layer, (keys, values) in enumerate(layers):
             tokens = keys.transpose(1, 2).flatten(0, 1), values.transpose(1, 2).flatten(0, 1)
-            self.write(layer, *tokens, index, positions)
+            self.write(layer, *tokens, index, positions, count)
         self.lengths += count
 
     def keep(self, index):
@@ -94,7 +94,8 @@ def ragged_attention(module, query, key, value, attention_mask, dropout=0.0, sca
                                       **kwargs)
     heads, dim = query.shape[1], query.shape[3]
     cache = ragged.cache
-    cache.write(module.layer_idx, key[0].transpose(0, 1), value[0].transpose(0, 1), ragged.rows, ragged.positions)
+    cache.write(module.layer_idx, key[0].transpose(0, 1), value[0].transpose(0, 1), ragged.rows, ragged.positions,
+                ragged.span)
     keys = cache.keys[module.layer_idx][:, :, : ragged.span]  # (rows, kv heads, span, dim)
     values = cache.values[module.layer_idx][:, :, : ragged.span]
     kv_heads = keys.shape[1]
