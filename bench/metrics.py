@@ -38,7 +38,7 @@ def main():
     train, test = read_adult("train"), read_adult("test")
     schema = infer_schema(train)
     synthetic = test
-    train_part, holdout, _ = privacy_splits(train, test, 0)
+    train_part, holdout, _ = privacy_splits({"train": train, "test": test}, 0)
     metrics = {
         "mle_fast": lambda: mle(schema, synthetic, test, "income"),
         "density": lambda: density_errors(schema, train, synthetic),

@@ -12,8 +12,10 @@ import llguidance.torch
 import torch
 from transformers import PreTrainedTokenizerFast
 
+from difflm.datamodules.schema import SEPARATORS as TEXT_SEPARATORS
+
 # the exact separators of Schema.to_text, so a constrained text is tokenized as the training texts were
-SEPARATORS = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
+SEPARATORS = {"item_separator": TEXT_SEPARATORS[0], "key_separator": TEXT_SEPARATORS[1], "whitespace_flexible": False}
 
 
 def column_json_schema(column, condition=None):
@@ -36,12 +38,15 @@ def column_json_schema(column, condition=None):
 
 
 def record_json_schema(schema, conditions=()):
-    """The JSON Schema of one record: every column required, in the schema's order, nothing else; the
-    conditioned columns limited to the values their conditions allow."""
+    """The JSON Schema of one record in the schema's text format: every column required, in the schema's order,
+    nothing else; the conditioned columns limited to the values their conditions allow."""
     by_column = {c.column: c for c in conditions}
-    properties = {c.name: column_json_schema(c, by_column.get(c.name)) for c in schema.columns}
-    return {"type": "object", "properties": properties, "required": schema.names, "additionalProperties": False,
-            "x-guidance": SEPARATORS}
+    values = [column_json_schema(c, by_column.get(c.name)) for c in schema.columns]
+    if schema.text_format == "array":
+        return {"type": "array", "prefixItems": values, "items": False, "minItems": len(values),
+                "maxItems": len(values), "x-guidance": SEPARATORS}
+    return {"type": "object", "properties": dict(zip(schema.names, values)), "required": schema.names,
+            "additionalProperties": False, "x-guidance": SEPARATORS}
 
 
 def apply_bitmask(logits, bitmask):

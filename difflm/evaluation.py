@@ -17,13 +17,17 @@ from difflm.metrics.utility import mle
 from difflm.run_dir import atomic_write_text
 
 
-def privacy_splits(train, test, seed):
-    """Equal-size real sets for DCR: the training rows (subsampled), a holdout half of the test split, and the
-    other half of the test split as a real 'synthetic' reference (its DCR share is the ideal's noise level)."""
-    holdout = test.sample(frac=0.5, random_state=seed)
-    reference = test.drop(holdout.index)
-    train_part = train.sample(n=min(len(holdout), len(train)), random_state=seed)
-    return train_part, holdout.iloc[: len(train_part)], reference
+def privacy_splits(frames, seed):
+    """Equal-size real sets for DCR: the training rows and the holdout rows (the run's holdout split, rows of
+    the training table never trained on; without one, half of the test split), and real rows neither saw as a
+    'synthetic' reference (its DCR share is the ideal's noise level): the test split (or its other half)."""
+    train, test, holdout = frames["train"], frames["test"], frames.get("holdout")
+    if holdout is None or holdout.empty:
+        holdout = test.sample(frac=0.5, random_state=seed)
+        test = test.drop(holdout.index)
+    size = min(len(holdout), len(train))
+    sample = lambda frame: frame.sample(n=min(size, len(frame)), random_state=seed)  # noqa: E731
+    return sample(train), sample(holdout), sample(test)
 
 
 def evaluate(schema, synthetic, frames, target=None, seed=0, grid=False, sampling=None, references=True):
@@ -49,7 +53,7 @@ def evaluate(schema, synthetic, frames, target=None, seed=0, grid=False, samplin
             report["mle"]["real_train"] = timed("mle_real", lambda: mle(schema, train, test, target, grid, seed))
     pair_scores = []
     report["density"] = timed("density", lambda: density_errors(schema, train, synthetic, pair_scores))
-    train_part, holdout, real_holdout = privacy_splits(train, test, seed)
+    train_part, holdout, real_holdout = privacy_splits(frames, seed)
     report["privacy"] = {
         "dcr_share": timed("dcr", lambda: dcr_share(schema, synthetic, train_part, holdout)),
         "exact_copy_rate": timed("exact_copies", lambda: exact_copy_rate(synthetic, train)),

@@ -94,7 +94,8 @@ def train_prior(cfg, run):
     return fit_stage(cfg, run, "prior", module, data, [downstream_evaluation(cfg, run, "prior")])
 
 
-def train_decoder(cfg, run):
+def build_decoder(cfg, run):
+    """(the decoder stage's module as it starts training: LoRA adapters at zero, the VAE's projector; its data)."""
     vae_hparams, _, _, projector_state = load_vae_parts(run.best("vae"))
     model = vae_hparams["model"]
     for key in ("llm", "encoder", "latent_dim", "injection", "prefix_tokens"):
@@ -113,6 +114,11 @@ def train_decoder(cfg, run):
              for s in ("train", "val")}
     data = RecordDataModule(items["train"], items["val"], RecordCollator(tokenizer, model["max_length"]),
                             cfg.decoder.batch_size, cfg.seed)
+    return module, data
+
+
+def train_decoder(cfg, run):
+    module, data = build_decoder(cfg, run)
     return fit_stage(cfg, run, "decoder", module, data, [downstream_evaluation(cfg, run, "decoder")])
 
 

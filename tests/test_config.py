@@ -55,3 +55,13 @@ def test_a_run_saved_before_a_key_existed_gets_its_default(tmp_path):
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(first))
     later = compose([f"run={tmp_path}", "stage=decoder"])
     assert later.evaluation.rows == 8 and later.model.name == "tiny" and later.vae.max_steps == 5
+
+
+def test_a_stage_may_set_its_own_precision(tmp_path):
+    from difflm.run_dir import RunDir
+    from difflm.trainer import make_trainer
+
+    cfg = compose([f"run={tmp_path}/run", "model=tiny", "logger=none", "trainer.precision=bf16-mixed"])
+    run = RunDir(cfg.run)
+    assert make_trainer(cfg, run, "prior", cfg.prior).precision == "32-true"  # configs/stage/prior.yaml
+    assert make_trainer(cfg, run, "decoder", cfg.decoder).precision == "bf16-mixed"

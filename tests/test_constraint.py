@@ -47,6 +47,19 @@ def test_grammar_accepts_every_real_record_and_refuses_invalid_ones(table_constr
         assert not accepted(constraint, tokenizer, bad), bad
 
 
+def test_array_grammar_accepts_the_values_in_order_and_nothing_else(small_table):
+    schema = infer_schema(small_table, text_format="array")
+    tokenizer = ByT5Tokenizer()
+    constraint = RecordConstraint(schema, tokenizer)
+    for record in small_table.to_dict("records"):
+        assert accepted(constraint, tokenizer, schema.to_text(record))
+    good = schema.to_text(small_table.iloc[0].to_dict())  # [25, 0.5, "Paris", true, "yes"]
+    for bad in (good.replace('"Paris"', '"Berlin"'), good.replace("25,", "99,"), good.replace("true", "null"),
+                good.replace('0.5, ', ''), good.replace('"yes"]', '"yes", "no"]'),
+                good.replace('25, 0.5', '0.5, 25')):
+        assert not accepted(constraint, tokenizer, bad), bad
+
+
 def test_a_prompt_that_is_not_a_record_prefix_is_refused(table_constraint):
     _, tokenizer, constraint = table_constraint
     with pytest.raises(ValueError, match="do not start a valid record"):

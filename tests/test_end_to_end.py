@@ -169,6 +169,15 @@ def test_a_users_csv_and_schema_override(tmp_path):
     given = json.loads((tmp_path / "given/schema.json").read_text())
     assert (given["columns"][0]["minimum"], given["columns"][0]["maximum"]) == (100, 250)
 
+    # the evaluation protocol's split: half the training rows held out (never trained on), values-only texts
+    train(compose([f"run={tmp_path}/held", *base, "data.holdout_fraction=0.5", "data.text_format=array"]))
+    splits = {s: pd.read_parquet(tmp_path / f"held/data/{s}.parquet") for s in ("train", "val", "holdout")}
+    assert len(splits["holdout"]) == 24 and len(splits["train"]) + len(splits["val"]) == 24  # 48 after the test split
+    assert json.loads((tmp_path / "held/schema.json").read_text())["text_format"] == "array"
+    with pytest.raises(UserError, match="data.text_format=csv is not one of object, array"):
+        train(compose([f"run={tmp_path}/bad", *base, "data.text_format=csv"]))
+    assert not (tmp_path / "bad").exists()
+
 
 def test_upstream_run_lends_its_data_and_other_stages(trained, tmp_path):
     """A sweep trial: only the prior trains; data, VAE and decoder are the upstream run's, and so is the config."""

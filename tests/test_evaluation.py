@@ -4,7 +4,8 @@ import pytest
 
 from difflm.datamodules.schema import infer_schema
 from difflm.datamodules.sources import read_adult
-from difflm.evaluation import evaluate, format_report, write_report
+from difflm.evaluation import evaluate, format_report, privacy_splits, write_report
+from difflm.metrics.privacy import dcr_share
 
 
 def test_report_of_a_real_sample_has_every_metric_and_plots(tmp_path):
@@ -29,3 +30,18 @@ def test_report_of_a_real_sample_has_every_metric_and_plots(tmp_path):
     for name in ("columns", "pair_trends"):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "DCR share" in format_report(saved)
+
+
+def test_privacy_splits_use_the_runs_holdout_rows_when_it_has_them():
+    frame = read_adult("train").sample(n=900, random_state=1)
+    schema = infer_schema(frame)
+    frames = {"train": frame.iloc[:300], "holdout": frame.iloc[300:500], "test": frame.iloc[500:]}
+    train_part, holdout, reference = privacy_splits(frames, seed=0)
+    assert len(train_part) == len(holdout) == len(reference) == 200
+    assert set(holdout.index) == set(frames["holdout"].index) and set(train_part.index) <= set(frames["train"].index)
+    # known answers: copies of the training rows are always nearer the training half, copies of the holdout never
+    assert dcr_share(schema, train_part, train_part, holdout) > 0.99  # not 1: Adult has a few duplicate rows
+    assert dcr_share(schema, holdout, train_part, holdout) < 0.01
+    without = privacy_splits({"train": frames["train"], "test": frames["test"]}, seed=0)
+    assert set(without[1].index) | set(without[2].index) <= set(frames["test"].index)  # the test split's halves
+    assert not set(without[1].index) & set(without[2].index)

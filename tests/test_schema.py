@@ -18,11 +18,13 @@ def test_infers_kinds_ranges_and_missing(small_table):
     assert by_name["label"].nullable is False
 
 
-def test_text_round_trip_keeps_values_types_and_order(small_table):
-    schema = infer_schema(small_table)
+@pytest.mark.parametrize("text_format", ["object", "array"])
+def test_text_round_trip_keeps_values_types_and_order(small_table, text_format):
+    schema = infer_schema(small_table, text_format=text_format)
     for record in small_table.to_dict("records"):
         text = schema.to_text(record)
-        assert list(json.loads(text)) == schema.names
+        shape = list(json.loads(text)) if text_format == "object" else len(json.loads(text))
+        assert shape == (schema.names if text_format == "object" else len(schema.names))
         parsed = schema.parse(text)
         assert isinstance(parsed["member"], bool)
         assert parsed["age"] is None or isinstance(parsed["age"], int)
@@ -49,6 +51,16 @@ def test_parse_says_why_a_text_is_invalid(small_table, text, kind):
     assert error.value.kind == kind
 
 
+def test_array_text_is_the_values_only_and_says_why_it_is_invalid(small_table):
+    schema = infer_schema(small_table, text_format="array")
+    assert schema.to_text(small_table.iloc[0].to_dict()) == '[25, 0.5, "Paris", true, "yes"]'
+    for text, kind in (('{"age": 30}', "not a JSON array"), ('[30, 1.0, "Nice", true]', "wrong number of values"),
+                       ('[30, 1.0, "Rome", true, "no"]', "unknown category in 'city'")):
+        with pytest.raises(InvalidRecord) as error:
+            schema.parse(text)
+        assert error.value.kind == kind
+
+
 def test_null_accepted_where_the_column_has_missing_values(small_table):
     schema = infer_schema(small_table)
     record = schema.parse('{"age": null, "score": 1.0, "city": null, "member": false, "label": "no"}')
@@ -66,6 +78,9 @@ def test_schema_json_round_trip_and_user_override(small_table, tmp_path):
     schema.save(tmp_path / "schema.json")
     loaded = Schema.load(tmp_path / "schema.json")
     assert loaded.to_dict() == schema.to_dict()
+    assert Schema.from_dict({**schema.to_dict(), "text_format": "array"}).text_format == "array"
+    with pytest.raises(UserError, match="text_format 'csv' is not one of object, array"):
+        Schema.from_dict({**schema.to_dict(), "text_format": "csv"})
     data = schema.to_dict()
     data["columns"][0]["kind"] = "date"
     (tmp_path / "bad.json").write_text(json.dumps(data))

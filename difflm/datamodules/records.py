@@ -5,13 +5,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from difflm.datamodules.schema import Schema, infer_schema
+from difflm.datamodules.schema import TEXT_FORMATS, Schema, infer_schema
 from difflm.datamodules.sources import load_tables
 from difflm.errors import UserError
 from difflm.modules.projectors import IGNORE_INDEX
 from difflm.run_dir import atomic_write
 
-SPLITS = ("train", "val", "test")
+# holdout: rows of the training table never trained on (data.holdout_fraction; empty if 0), for privacy (DCR)
+SPLITS = ("train", "val", "test", "holdout")
 
 
 def prepare_run_data(data_cfg, run, seed):
@@ -19,9 +20,11 @@ def prepare_run_data(data_cfg, run, seed):
 
     A run that already holds them keeps them, so a resumed or later stage sees exactly the same records.
     """
-    if run.schema.is_file() and all(run.split(s).is_file() for s in SPLITS):
+    if run.schema.is_file() and all(run.split(s).is_file() for s in SPLITS[:3]):
         return load_run_data(run)
     train, test = load_tables(data_cfg, seed)
+    holdout = train.sample(frac=data_cfg.holdout_fraction, random_state=seed)
+    train = train.drop(holdout.index)
     if data_cfg.max_rows is not None and len(train) > data_cfg.max_rows:
         train = train.sample(n=data_cfg.max_rows, random_state=seed)
     val = train.sample(frac=data_cfg.val_fraction, random_state=seed) if len(train) > 1 else train.iloc[:0]
@@ -29,15 +32,18 @@ def prepare_run_data(data_cfg, run, seed):
     if len(val) == 0:
         raise UserError(f"data.source {data_cfg.source} has {len(train)} rows: too few for a validation split")
     source = data_cfg.source
+    if data_cfg.text_format not in TEXT_FORMATS:
+        raise UserError(f"data.text_format={data_cfg.text_format} is not one of {', '.join(TEXT_FORMATS)}")
     schema = Schema.load(data_cfg.schema) if data_cfg.schema else infer_schema(
         train, max_categories=data_cfg.max_categories, source=source)
+    schema.text_format = data_cfg.text_format
     absent = [name for name in schema.names if name not in train.columns]
     if absent:
         raise UserError(f"data.schema {data_cfg.schema} names columns that {source} lacks: {absent}")
     if data_cfg.target is not None and data_cfg.target not in schema.names:
         raise UserError(f"data.target '{data_cfg.target}' is not a column of {source}: one of {schema.names}")
     run.data.mkdir(parents=True, exist_ok=True)
-    for name, frame in zip(SPLITS, (train, val, test)):
+    for name, frame in zip(SPLITS, (train, val, test, holdout)):
         frame = schema.records_to_frame(frame[schema.names].to_dict("records"))
         atomic_write(run.split(name), lambda tmp, f=frame: f.to_parquet(tmp, index=False))
     schema.save(run.schema)
@@ -49,7 +55,9 @@ def load_run_data(run):
     if not run.schema.is_file():
         raise UserError(f"{run.root} has no schema.json: run `python train.py stage=vae run={run.root}` first")
     schema = Schema.load(run.schema)
-    return schema, {name: pd.read_parquet(run.split(name)) for name in SPLITS}
+    frames = {name: pd.read_parquet(run.split(name)) for name in SPLITS if run.split(name).is_file()}
+    frames.setdefault("holdout", frames["train"].iloc[:0])  # runs made before the holdout split
+    return schema, frames
 
 
 def record_texts(schema, frame):

@@ -1,7 +1,9 @@
 """The table schema: inferred from the training table (or read from a user's JSON), saved with the run.
 
-It turns a record into text (JSON, fixed column order) and text back into a record, and says why a text is
-not a valid record (not JSON, wrong keys, a value of the wrong type, an unknown category, out of range).
+It turns a record into text and text back into a record, and says why a text is not a valid record (not JSON,
+wrong keys, a value of the wrong type, an unknown category, out of range). Two text formats, both JSON with the
+schema's column order: "object" (the paper's: {"age": 39, "workclass": "Private", ...}) and "array" (the values
+only: [39, "Private", ...], less than half the tokens of an Adult row).
 """
 
 import json
@@ -13,7 +15,9 @@ import pandas as pd
 from difflm.errors import UserError
 
 KINDS = ("integer", "float", "categorical", "boolean")
+TEXT_FORMATS = ("object", "array")
 SCHEMA_VERSION = 1
+SEPARATORS = (", ", ": ")
 
 
 class InvalidRecord(ValueError):
@@ -68,6 +72,7 @@ class Column:
 class Schema:
     columns: list[Column]
     record_type: str = "table"
+    text_format: str = "object"
     version: int = SCHEMA_VERSION
     names: list[str] = field(init=False, repr=False)
 
@@ -76,16 +81,28 @@ class Schema:
 
     # ---- text round trip ----------------------------------------------------------------------------------
     def to_text(self, record):
-        """A record (dict or pandas row) as compact JSON with the schema's column order."""
-        return json.dumps({c.name: _plain(record[c.name], c) for c in self.columns}, ensure_ascii=False,
-                          separators=(", ", ": "))
+        """A record (dict or pandas row) as JSON in the schema's text format and column order."""
+        values = [_plain(record[c.name], c) for c in self.columns]
+        obj = values if self.text_format == "array" else dict(zip(self.names, values))
+        return json.dumps(obj, ensure_ascii=False, separators=SEPARATORS)
 
     def parse(self, text):
         """The record a text encodes, or raise InvalidRecord saying why it is not valid."""
+        obj = self.fields(text)
+        return {c.name: c.check(obj[c.name]) for c in self.columns}
+
+    def fields(self, text):
+        """{column: JSON value} of a text, keys checked but values not; else raise InvalidRecord."""
         try:
             obj = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as error:
             raise InvalidRecord("not valid JSON", str(error)) from None
+        if self.text_format == "array":
+            if not isinstance(obj, list):
+                raise InvalidRecord("not a JSON array", type(obj).__name__)
+            if len(obj) != len(self.names):
+                raise InvalidRecord("wrong number of values", f"{len(obj)}, expected {len(self.names)}")
+            return dict(zip(self.names, obj))
         if not isinstance(obj, dict):
             raise InvalidRecord("not a JSON object", type(obj).__name__)
         if list(obj) != self.names:
@@ -94,7 +111,7 @@ class Schema:
             if missing or extra:
                 raise InvalidRecord("wrong keys", f"missing {missing}, unexpected {extra}")
             raise InvalidRecord("keys out of order", str(list(obj)))
-        return {c.name: c.check(obj[c.name]) for c in self.columns}
+        return obj
 
     def records_to_frame(self, records):
         """Records -> DataFrame with the schema's columns and dtypes (nullable integer/boolean where needed)."""
@@ -105,7 +122,7 @@ class Schema:
 
     # ---- persistence --------------------------------------------------------------------------------------
     def to_dict(self):
-        return {"version": self.version, "record_type": self.record_type,
+        return {"version": self.version, "record_type": self.record_type, "text_format": self.text_format,
                 "columns": [asdict(c) for c in self.columns]}
 
     @classmethod
@@ -113,9 +130,12 @@ class Schema:
         try:
             columns = [Column(**c) for c in data["columns"]]
             record_type = data.get("record_type", "table")
+            text_format = data.get("text_format", "object")
         except (KeyError, TypeError) as error:
             raise UserError(f"{source} is not a valid schema: {error}; expected "
                             "{{\"columns\": [{{\"name\": ..., \"kind\": ...}}]}}") from None
+        if text_format not in TEXT_FORMATS:
+            raise UserError(f"{source}: text_format '{text_format}' is not one of {', '.join(TEXT_FORMATS)}")
         for c in columns:
             if c.kind not in KINDS:
                 raise UserError(f"{source}: column '{c.name}' has kind '{c.kind}'; use one of {', '.join(KINDS)}")
@@ -123,7 +143,7 @@ class Schema:
                 raise UserError(f"{source}: categorical column '{c.name}' needs a non-empty 'categories' list")
             if c.kind in ("integer", "float") and (c.minimum is None or c.maximum is None):
                 raise UserError(f"{source}: numeric column '{c.name}' needs 'minimum' and 'maximum'")
-        return cls(columns=columns, record_type=record_type)
+        return cls(columns=columns, record_type=record_type, text_format=text_format)
 
     @classmethod
     def load(cls, path):
@@ -164,7 +184,7 @@ def _decimals(values, cap=6):
     return cap
 
 
-def infer_schema(frame, max_categories=200, source="data"):
+def infer_schema(frame, max_categories=200, source="data", text_format="object"):
     """Infer a column's kind, categories, range and missing rate from a training DataFrame."""
     columns = []
     for name in frame.columns:
@@ -190,4 +210,4 @@ def infer_schema(frame, max_categories=200, source="data"):
                                 f"data.max_categories={max_categories}; raise it or drop the column")
             column.categories = categories
         columns.append(column)
-    return Schema(columns=columns)
+    return Schema(columns=columns, text_format=text_format)

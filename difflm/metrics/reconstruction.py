@@ -1,6 +1,6 @@
 """Reconstruction: how much of a record comes back when it is encoded and decoded again."""
 
-import json
+from difflm.datamodules.schema import InvalidRecord
 
 
 def _same(decoded, expected):
@@ -9,16 +9,14 @@ def _same(decoded, expected):
 
 def field_accuracy(schema, originals, texts):
     """{"field_accuracy": share of (record, column) pairs whose decoded value equals the original's,
-    "row_accuracy": share of records decoded entirely right}. A text that is not a JSON object counts every
-    field of its record as wrong; values are compared as the record's own JSON text has them."""
+    "row_accuracy": share of records decoded entirely right}. A text that is not JSON of the schema's shape
+    (keys, or number of values) counts every field of its record as wrong; values are compared as the record's own JSON text has them."""
     fields = rows = 0
     for record, text in zip(originals, texts, strict=True):
-        expected = json.loads(schema.to_text(record))
+        expected = schema.fields(schema.to_text(record))
         try:
-            decoded = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            decoded = None
-        if not isinstance(decoded, dict):
+            decoded = schema.fields(text)
+        except InvalidRecord:
             decoded = {}
         right = sum(name in decoded and _same(decoded[name], value) for name, value in expected.items())
         fields += right
