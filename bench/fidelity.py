@@ -1,0 +1,221 @@
+"""Fidelity on real data by the evaluation protocol of METHOD.md: train a run (or reuse the stages it has), sample
+K tables with different seeds, score each, and write one table (JSON + Markdown): mean ± std of every metric for
+the full pipeline, its ablations and the real data, the time and peak memory of each stage, and the config.
+
+python bench/fidelity.py --run runs/fidelity-cpu [--tables 5] [--rows N] [--ablations no_prior no_decoder_stage]
+                         [train.py overrides, e.g. budget=cpu60]
+-> bench/results/fidelity-<run name>.json and .md
+
+Protocol: data.holdout_fraction=0.5 trains on one half of Adult's training file and holds the other half out for
+DCR; MLE is XGBoost (the protocol's grid) trained on each synthetic table and scored on the real test file.
+--rows defaults to the size of the run's training split. Ablations (same run, same seeds):
+  no_prior          latents from N(0, I), the VAE's own prior, instead of the diffusion prior
+  no_decoder_stage  the decoder as its stage starts (the VAE's frozen LLM and projector, LoRA at zero)
+Each stage runs in its own process, so its peak memory is its own; a stage the run has is not trained again,
+and every sampled table is kept under <run>/fidelity/, so an interrupted benchmark continues where it stopped.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from difflm import __version__  # noqa: E402
+from difflm.config import compose, plain  # noqa: E402
+from difflm.datamodules.records import load_run_data  # noqa: E402
+from difflm.evaluation import evaluate  # noqa: E402
+from difflm.metrics.density import density_errors  # noqa: E402
+from difflm.pipeline import build_decoder, train  # noqa: E402
+from difflm.run_dir import STAGES, RunDir, atomic_write, atomic_write_text  # noqa: E402
+from difflm.sampling import decoding_options, load_generator, sample_records  # noqa: E402
+from difflm import seeded  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ABLATIONS = ("no_prior", "no_decoder_stage")
+# (key, column title, format): the protocol's metrics, then sampling's
+METRICS = [
+    ("mle_auc", "MLE AUC", "{:.3f}"),
+    ("shape_error", "shape err %", "{:.2f}"),
+    ("trend_error_all_pairs", "trend err % (all pairs)", "{:.2f}"),
+    ("trend_error", "trend err % (sdmetrics)", "{:.2f}"),
+    ("dcr_share", "DCR share", "{:.1%}"),
+    ("exact_copy_rate", "exact copies", "{:.3%}"),
+    ("c2st_auc", "C2ST AUC", "{:.3f}"),
+    ("alpha_precision", "alpha-precision", "{:.3f}"),
+    ("beta_recall", "beta-recall", "{:.3f}"),
+    ("validity", "validity", "{:.1%}"),
+    ("rows_per_second", "rows/s", "{:.2f}"),
+]
+
+
+def peak_memory():
+    """Peak resident memory of this process and peak CUDA memory allocated, in GiB."""
+    cuda = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    return {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "peak_cuda_gib": round(cuda, 2) if cuda is not None else None}
+
+
+def run_stage(stage, run, overrides):
+    """Train one stage in a child process (its own peak memory); its seconds and memory, saved in the run."""
+    record = run.root / "fidelity" / f"stage-{stage}.json"
+    if record.is_file() and run.has(stage):
+        return json.loads(record.read_text())
+    subprocess.run([sys.executable, __file__, "--train-stage", stage, "--run", str(run.root), *overrides], check=True)
+    return json.loads(record.read_text())
+
+
+def train_stage_here(stage, run, overrides):
+    started = time.perf_counter()
+    result = train(compose([f"stage={stage}", f"run={run.root}", *overrides]))
+    record = {"seconds": round(time.perf_counter() - started, 1), "seconds_per_step": result["seconds_per_step"][stage],
+              **peak_memory()}
+    atomic_write_text(run.root / "fidelity" / f"stage-{stage}.json", json.dumps(record, indent=2))
+
+
+class StandardNormal:
+    """The VAE's own prior, N(0, I), with the diffusion prior's sampling interface (the no_prior ablation)."""
+
+    def __init__(self, latent_dim, device):
+        self.latent_dim, self.device = latent_dim, device
+
+    def sample(self, n, generator=None):
+        return seeded.randn((n, self.latent_dim), generator, self.device)
+
+
+def generators(cfg, run, variants):
+    """{variant: (prior, decoder)}; the trained models shared between variants."""
+    schema, prior, decoder = load_generator(run)
+    models = {"difflm": (prior, decoder),
+              "no_prior": (StandardNormal(prior.hparams.latent_dim, prior.device), decoder)}
+    if "no_decoder_stage" in variants:
+        untrained, _ = build_decoder(cfg, run)
+        models["no_decoder_stage"] = (prior, untrained.to(decoder.device).eval())
+    return schema, {variant: models[variant] for variant in variants}
+
+
+def sample_table(cfg, run, schema, prior, decoder, variant, seed, rows):
+    """Table `seed` of a variant (sampled once, then read back) and its sampling statistics."""
+    folder = run.root / "fidelity" / variant
+    table, stats_path = folder / f"table-{seed}.parquet", folder / f"table-{seed}.json"
+    if table.is_file() and stats_path.is_file() and json.loads(stats_path.read_text())["rows"] == rows:
+        return pd.read_parquet(table), json.loads(stats_path.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    records, stats = sample_records(schema, prior, decoder, rows, seed=seed, batch_size=cfg.sample.batch_size,
+                                    max_rounds=cfg.sample.max_rounds, **decoding_options(cfg.sample))
+    frame = schema.records_to_frame(records)
+    atomic_write(table, lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write_text(stats_path, json.dumps(stats, indent=2))
+    return frame, stats
+
+
+def scores(report, stats):
+    """The metrics of one synthetic table's report."""
+    return {"mle_auc": report["mle"]["synthetic"]["score"],
+            **{k: report["density"][k] for k in ("shape_error", "trend_error_all_pairs", "trend_error")},
+            **{k: report["privacy"][k] for k in ("dcr_share", "exact_copy_rate")},
+            "c2st_auc": report["detection"]["c2st_auc"],
+            **{k: report["coverage"][k] for k in ("alpha_precision", "beta_recall")},
+            "validity": stats["validity"], "rows_per_second": stats["rows_per_second"]}
+
+
+def real_scores(schema, frames, report, rows, seed):
+    """The real-data row: MLE of the training split, density of `rows` holdout rows against the training split,
+    DCR share and exact copies of real rows neither half saw (evaluate's real_holdout_reference)."""
+    holdout = frames["holdout"] if len(frames["holdout"]) else frames["test"]
+    density = density_errors(schema, frames["train"], holdout.sample(n=min(rows, len(holdout)), random_state=seed))
+    reference = report["privacy"]["real_holdout_reference"]
+    coverage = report["coverage"]["real_holdout_reference"]
+    return {"mle_auc": report["mle"]["real_train"]["score"], **{k: density[k] for k in
+            ("shape_error", "trend_error_all_pairs", "trend_error")}, "dcr_share": reference["dcr_share"],
+            "exact_copy_rate": reference["exact_copy_rate"], **coverage}
+
+
+def summarise(per_table):
+    """{metric: {"mean", "std", "values"}} over tables."""
+    summary = {}
+    for key in {key for table in per_table for key in table}:
+        values = [table[key] for table in per_table if table.get(key) is not None]
+        if values:
+            summary[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1
+                            else 0.0, "values": values}
+    return summary
+
+
+def markdown(result):
+    header = ["", *[title for _, title, _ in METRICS]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, summary in result["rows"].items():
+        cells = [name]
+        for key, _, fmt in METRICS:
+            entry = summary.get(key)
+            cells.append("—" if entry is None else f"{fmt.format(entry['mean'])} ± {fmt.format(entry['std'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    stages = result["stages"]
+    lines += ["", "| stage | seconds | s/step | peak RSS GiB | peak CUDA GiB |", "|---|---|---|---|---|"]
+    lines += [f"| {s} | {v['seconds']} | {v['seconds_per_step']} | {v['peak_rss_gib']} | {v['peak_cuda_gib'] or '—'} |"
+              for s, v in stages.items()]
+    lines += ["", f"{result['tables']} tables of {result['rows_per_table']} rows per row (seeds 0..{result['tables'] - 1}); "
+              f"training split {result['train_rows']} rows; train {result['train_seconds']} s end to end "
+              f"(stages), sampling {result['sampling_seconds']} s; {result['machine']}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--tables", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=None, help="rows per table (default: the training split's size)")
+    parser.add_argument("--ablations", nargs="*", default=list(ABLATIONS), choices=ABLATIONS)
+    parser.add_argument("--train-stage", choices=STAGES, help=argparse.SUPPRESS)
+    args, overrides = parser.parse_known_args(argv)
+    run = RunDir(args.run)
+    if args.train_stage:
+        return train_stage_here(args.train_stage, run, overrides)
+    torch.set_num_threads(min(os.cpu_count(), torch.get_num_threads()))
+    stages = {stage: run_stage(stage, run, overrides) for stage in STAGES}
+    cfg = compose([f"run={run.root}"])
+    schema, frames = load_run_data(run)
+    rows = args.rows or len(frames["train"])
+    variants = ["difflm", *args.ablations]
+    schema, models = generators(cfg, run, variants)
+    per_variant, real, sampling_seconds = {v: [] for v in variants}, [], 0.0
+    for seed in range(args.tables):
+        for variant, (prior, decoder) in models.items():
+            table, stats = sample_table(cfg, run, schema, prior, decoder, variant, seed, rows)
+            sampling_seconds += stats["seconds"] if variant == "difflm" else 0
+            report = evaluate(schema, table, frames, cfg.data.target, seed, grid=True, references=variant == "difflm")
+            per_variant[variant].append(scores(report, stats))
+            if variant == "difflm":
+                real.append(real_scores(schema, frames, report, rows, seed))
+            print(variant, seed, json.dumps(per_variant[variant][-1]), flush=True)
+    result = {
+        "rows": {"DiffLM (this run)": summarise(per_variant["difflm"]),
+                 **{f"ablation: {v}": summarise(per_variant[v]) for v in args.ablations},
+                 "real data (training split)": summarise(real)},
+        "tables": args.tables, "rows_per_table": rows, "train_rows": len(frames["train"]),
+        "stages": stages, "train_seconds": round(sum(s["seconds"] for s in stages.values()), 1),
+        "sampling_seconds": round(sampling_seconds, 1), "config": plain(cfg), "overrides": overrides,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                   f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
+        "difflm": __version__,
+    }
+    name = run.root.name
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / f"fidelity-{name}.json", json.dumps(result, indent=2))
+    atomic_write_text(RESULTS / f"fidelity-{name}.md", markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
