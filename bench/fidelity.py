@@ -2,7 +2,7 @@
 K tables with different seeds, score each, and write one table (JSON + Markdown): mean ± std of every metric for
 the full pipeline, its ablations and the real data, the time and peak memory of each stage, and the config.
 
-python bench/fidelity.py --run runs/fidelity-cpu [--tables 5] [--rows N] [--ablations no_prior no_decoder_stage]
+python bench/fidelity.py --run runs/fidelity-cpu [--tables 5] [--rows N] [--ablations no_prior,no_decoder_stage,no_latent]
                          [train.py overrides, e.g. budget=cpu60]
 -> bench/results/fidelity-<run name>.json and .md
 
@@ -11,6 +11,8 @@ DCR; MLE is XGBoost (the protocol's grid) trained on each synthetic table and sc
 --rows defaults to the size of the run's training split. Ablations (same run, same seeds):
   no_prior          latents from N(0, I), the VAE's own prior, instead of the diffusion prior
   no_decoder_stage  the decoder as its stage starts (the VAE's frozen LLM and projector, LoRA at zero)
+  no_latent         fine-tune only: a decoder trained with the same budget on z = 0 (decoder.use_latent=false),
+                    in <run>-no_latent, which takes its data and other stages from the run
 Each stage runs in its own process, so its peak memory is its own; a stage the run has is not trained again,
 and every sampled table is kept under <run>/fidelity/, so an interrupted benchmark continues where it stopped.
 """
@@ -42,7 +44,7 @@ from difflm.sampling import decoding_options, load_generator, sample_records  # 
 from difflm import seeded  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ABLATIONS = ("no_prior", "no_decoder_stage")
+ABLATIONS = ("no_prior", "no_decoder_stage", "no_latent")
 # (key, column title, format): the protocol's metrics, then sampling's
 METRICS = [
     ("mle_auc", "MLE AUC", "{:.3f}"),
@@ -93,6 +95,10 @@ class StandardNormal:
         return seeded.randn((n, self.latent_dim), generator, self.device)
 
 
+def no_latent_run(run):
+    return RunDir(f"{run.root}-no_latent")
+
+
 def generators(cfg, run, variants):
     """{variant: (prior, decoder)}; the trained models shared between variants."""
     schema, prior, decoder = load_generator(run)
@@ -101,6 +107,8 @@ def generators(cfg, run, variants):
     if "no_decoder_stage" in variants:
         untrained, _ = build_decoder(cfg, run)
         models["no_decoder_stage"] = (prior, untrained.to(decoder.device).eval())
+    if "no_latent" in variants:
+        models["no_latent"] = load_generator(no_latent_run(run))[1:]
     return schema, {variant: models[variant] for variant in variants}
 
 
@@ -176,14 +184,20 @@ def main(argv):
     parser.add_argument("--run", required=True)
     parser.add_argument("--tables", type=int, default=5)
     parser.add_argument("--rows", type=int, default=None, help="rows per table (default: the training split's size)")
-    parser.add_argument("--ablations", nargs="*", default=list(ABLATIONS), choices=ABLATIONS)
+    parser.add_argument("--ablations", default=",".join(ABLATIONS), help=f"comma-separated, of {', '.join(ABLATIONS)}")
     parser.add_argument("--train-stage", choices=STAGES, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
     run = RunDir(args.run)
+    args.ablations = [a for a in args.ablations.split(",") if a]
+    if set(args.ablations) - set(ABLATIONS):
+        parser.error(f"--ablations takes a comma-separated list of {', '.join(ABLATIONS)}")
     if args.train_stage:
         return train_stage_here(args.train_stage, run, overrides)
     torch.set_num_threads(min(os.cpu_count(), torch.get_num_threads()))
     stages = {stage: run_stage(stage, run, overrides) for stage in STAGES}
+    if "no_latent" in args.ablations:
+        stages["decoder (no_latent)"] = run_stage("decoder", no_latent_run(run), [
+            f"upstream={run.root}", *overrides, "decoder.use_latent=false"])
     cfg = compose([f"run={run.root}"])
     schema, frames = load_run_data(run)
     rows = args.rows or len(frames["train"])
@@ -204,7 +218,7 @@ def main(argv):
                  **{f"ablation: {v}": summarise(per_variant[v]) for v in args.ablations},
                  "real data (training split)": summarise(real)},
         "tables": args.tables, "rows_per_table": rows, "train_rows": len(frames["train"]),
-        "stages": stages, "train_seconds": round(sum(s["seconds"] for s in stages.values()), 1),
+        "stages": stages, "train_seconds": round(sum(stages[s]["seconds"] for s in STAGES), 1),
         "sampling_seconds": round(sampling_seconds, 1), "config": plain(cfg), "overrides": overrides,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                    f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",

@@ -85,3 +85,16 @@ def test_decoding_copy_is_rebuilt_after_a_training_step(tiny_cfg):
     assert "_plain" not in dict(module.named_modules())  # the copy is not part of the checkpoint
     module.on_train_batch_end(None, None, 0)
     assert module.decoding_llm("float32") is not first
+
+
+@pytest.mark.parametrize("use_latent", [True, False])
+def test_the_no_latent_ablation_reads_zero_whatever_the_latent(tiny_cfg, use_latent):
+    module = build(tiny_cfg("model.quantization=none", f"decoder.use_latent={str(use_latent).lower()}"))
+    torch.nn.init.normal_(module.projector.proj.weight, std=1.0)  # a projector that reads z strongly
+    batch = dict(input_ids=torch.randint(3, 300, (2, 10)), attention_mask=torch.ones(2, 10, dtype=torch.long))
+    batch["labels"] = batch["input_ids"].clone()
+    losses = [module.shared_step({**batch, "mu": torch.full((2, 16), value), "logvar": torch.zeros(2, 16)}, "val")
+              for value in (-1.0, 1.0)]
+    assert torch.isclose(losses[0], losses[1]) != use_latent
+    module.shared_step({**batch, "mu": torch.randn(2, 16), "logvar": torch.zeros(2, 16)}, "val").backward()
+    assert (module.projector.proj.weight.grad.abs().sum() > 0) == use_latent  # z = 0: only the bias learns

@@ -33,7 +33,7 @@ class DecoderModule(StageModule):
         self._plain, self._constraints = None, {}  # the decoding copy; the record grammar per conditions
 
     def shared_step(self, batch, split):
-        z = reparameterize(batch["mu"], batch["logvar"]) if split == "train" else batch["mu"]
+        z = self.read(reparameterize(batch["mu"], batch["logvar"]) if split == "train" else batch["mu"])
         inputs = self.projector.llm_inputs(self.llm, z, batch["input_ids"], batch["attention_mask"], batch["labels"])
         loss = self.llm(**inputs).loss
         self.log_split(split, dict(loss=loss), batch["input_ids"].shape[0])
@@ -47,9 +47,14 @@ class DecoderModule(StageModule):
         and forced tokens."""
         self.eval()
         constraint = self.constraint(tuple(conditions)) if constrained else None
-        return generate_texts(self.decoding_llm(weights), self.projector, self.tokenizer, z.to(self.device),
+        return generate_texts(self.decoding_llm(weights), self.projector, self.tokenizer, self.read(z.to(self.device)),
                               max_new_tokens or self.hparams.max_new_tokens, temperature, generator,
                               self.hparams.prompt_ids, constraint, stats)
+
+    def read(self, z):
+        """The latent the LLM reads: z, or zeros where decoder.use_latent=false (the fine-tune-only ablation: the
+        projector's bias is then a learned soft prompt, the same for every record)."""
+        return z if self.hparams.train.get("use_latent", True) else torch.zeros_like(z)
 
     def decoding_llm(self, weights):
         """The LLM to decode with. "as_trained": the (4-bit) base with its LoRA adapters beside it. "float32",
