@@ -2,8 +2,8 @@
 K tables with different seeds, score each, and write one table (JSON + Markdown): mean ± std of every metric for
 the full pipeline, its ablations and the real data, the time and peak memory of each stage, and the config.
 
-python bench/fidelity.py --run runs/fidelity-cpu [--tables 5] [--rows N] [--ablations no_prior,no_decoder_stage,no_latent]
-                         [train.py overrides, e.g. budget=cpu60]
+python bench/fidelity.py --run runs/cpu60 [--tables 5] [--rows N] [--ablations no_prior,no_decoder_stage,no_latent]
+                         [--baselines tvae] [train.py overrides, e.g. budget=cpu60]
 -> bench/results/fidelity-<run name>.json and .md
 
 Protocol: data.holdout_fraction=0.5 trains on one half of Adult's training file and holds the other half out for
@@ -128,6 +128,15 @@ def sample_table(cfg, run, schema, prior, decoder, variant, seed, rows):
     return frame, stats
 
 
+def baseline_table(schema, run, variant, seed, rows):
+    """Table `seed` of an SDV baseline, as bench/sdv_baselines.py wrote it, with the schema's dtypes."""
+    table, stats = (run.root / "fidelity" / variant / f"table-{seed}.{suffix}" for suffix in ("parquet", "json"))
+    if not (table.is_file() and stats.is_file()) or json.loads(stats.read_text())["rows"] != rows:
+        raise SystemExit(f"{table} is missing or not {rows} rows: run bench/sdv_baselines.py --run {run.root} "
+                         f"--rows {rows} --models {variant.removeprefix('sdv_')} first (see its docstring)")
+    return schema.records_to_frame(pd.read_parquet(table).to_dict("records")), json.loads(stats.read_text())
+
+
 def scores(report, stats):
     """The metrics of one synthetic table's report."""
     return {"mle_auc": report["mle"]["synthetic"]["score"],
@@ -177,7 +186,8 @@ def markdown(result):
     lines += ["", "| stage | seconds | s/step | peak RSS GiB | peak CUDA GiB |", "|---|---|---|---|---|"]
     lines += [f"| {s} | {v['seconds']} | {v['seconds_per_step']} | {v['peak_rss_gib']} | {v['peak_cuda_gib'] or '—'} |"
               for s, v in stages.items()]
-    lines += ["", f"{result['tables']} tables of {result['rows_per_table']} rows each (seeds 0..{result['tables'] - 1}); "
+    lines += ["", f"{result['tables']} tables of {result['rows_per_table']} rows each (seeds 0..{result['tables'] - 1}), "
+              f"{result['ablation_tables']} per ablation; "
               f"training split {result['train_rows']} rows; train {result['train_seconds']} s end to end "
               f"(stages), sampling {result['sampling_seconds']} s; {result['machine']}."]
     return "\n".join(lines) + "\n"
@@ -189,6 +199,9 @@ def main(argv):
     parser.add_argument("--tables", type=int, default=5)
     parser.add_argument("--rows", type=int, default=None, help="rows per table (default: the training split's size)")
     parser.add_argument("--ablations", default=",".join(ABLATIONS), help=f"comma-separated, of {', '.join(ABLATIONS)}")
+    parser.add_argument("--ablation-tables", type=int, default=None, help="tables per ablation (default: --tables)")
+    parser.add_argument("--baselines", default="", help="comma-separated SDV models whose tables "
+                        "bench/sdv_baselines.py wrote into the run: tvae, ctgan, gaussian_copula")
     parser.add_argument("--train-stage", choices=STAGES, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
     run = RunDir(args.run)
@@ -207,10 +220,16 @@ def main(argv):
     rows = args.rows or len(frames["train"])
     variants = ["difflm", *args.ablations]
     schema, models = generators(cfg, run, variants)
-    per_variant, real, sampling_seconds = {v: [] for v in variants}, [], 0.0
+    baselines = [f"sdv_{b}" for b in args.baselines.split(",") if b]
+    per_variant, real, sampling_seconds = {v: [] for v in [*variants, *baselines]}, [], 0.0
     for seed in range(args.tables):
-        for variant, (prior, decoder) in models.items():
-            table, stats = sample_table(cfg, run, schema, prior, decoder, variant, seed, rows)
+        for variant in [*variants, *baselines]:
+            if variant in args.ablations and seed >= (args.ablation_tables or args.tables):
+                continue
+            if variant in baselines:
+                table, stats = baseline_table(schema, run, variant, seed, rows)
+            else:
+                table, stats = sample_table(cfg, run, schema, *models[variant], variant, seed, rows)
             sampling_seconds += stats["seconds"] if variant == "difflm" else 0
             report = evaluate(schema, table, frames, cfg.data.target, seed, grid=True, references=variant == "difflm")
             per_variant[variant].append(scores(report, stats))
@@ -220,8 +239,10 @@ def main(argv):
     result = {
         "rows": {"DiffLM (this run)": summarise(per_variant["difflm"]),
                  **{f"ablation: {v}": summarise(per_variant[v]) for v in args.ablations},
+                 **{f"SDV {b.removeprefix('sdv_')}, same split": summarise(per_variant[b]) for b in baselines},
                  f"real data ({rows} rows)": summarise(real)},
-        "tables": args.tables, "rows_per_table": rows, "train_rows": len(frames["train"]),
+        "tables": args.tables, "ablation_tables": min(args.ablation_tables or args.tables, args.tables),
+        "rows_per_table": rows, "train_rows": len(frames["train"]),
         "stages": stages, "train_seconds": round(sum(stages[s]["seconds"] for s in STAGES), 1),
         "sampling_seconds": round(sampling_seconds, 1), "config": plain(cfg), "overrides": overrides,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "

@@ -1,0 +1,86 @@
+"""SDV baselines on a run's own split, for bench/fidelity.py's table: fit TVAE, CTGAN or GaussianCopula on the run's
+training split and sample K tables, saved where bench/fidelity.py --baselines reads them.
+
+SDV pins its own sdmetrics, so it lives in a virtual environment of its own:
+    python3 -m venv .venv-sdv && .venv-sdv/bin/pip install torch==2.13.0 && \\
+        .venv-sdv/bin/pip install -r bench/requirements-baselines.txt
+    .venv-sdv/bin/python bench/sdv_baselines.py --run runs/cpu60 --tables 5 --rows 1000 --models tvae
+-> <run>/fidelity/sdv_<model>/table-<k>.parquet and .json (rows, seconds, fit seconds). Fitted once per model
+   (TVAE 300 epochs, CTGAN 150 epochs: the settings of issue 5's reference numbers) and seeded per table.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+SYNTHESIZERS = {"tvae": ("TVAESynthesizer", {"epochs": 300}), "ctgan": ("CTGANSynthesizer", {"epochs": 150}),
+                "gaussian_copula": ("GaussianCopulaSynthesizer", {})}
+
+
+def plain(frame):
+    """Nullable extension dtypes -> numpy float / object, which SDV's metadata detection reads as it should."""
+    out = pd.DataFrame(index=frame.index)
+    for name, values in frame.items():
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        out[name] = values.astype(float) if numeric else values.astype(object).where(values.notna(), None)
+    return out
+
+
+def write_atomic(path, write):
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    import sdv.single_table
+    from sdv.metadata import Metadata
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--tables", type=int, default=5)
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--models", default="tvae", help=f"comma-separated, of {', '.join(SYNTHESIZERS)}")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(os.cpu_count(), 2))
+    run = Path(args.run)
+    train = plain(pd.read_parquet(run / "data" / "train.parquet"))
+    schema = json.loads((run / "schema.json").read_text())
+    integers = [c["name"] for c in schema["columns"] if c["kind"] == "integer"]
+    sdtypes = {"integer": "numerical", "float": "numerical", "categorical": "categorical", "boolean": "boolean"}
+    metadata = Metadata.load_from_dict({"METADATA_SPEC_VERSION": "V1", "tables": {"table": {"columns": {
+        c["name"]: {"sdtype": sdtypes[c["kind"]]} for c in schema["columns"]}}}})
+    for name in [m for m in args.models.split(",") if m]:
+        class_name, settings = SYNTHESIZERS[name]
+        folder = run / "fidelity" / f"sdv_{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        started = time.perf_counter()
+        synthesizer = getattr(sdv.single_table, class_name)(metadata, **settings)
+        synthesizer.fit({"table": train})  # SDV 2 takes {table name: DataFrame}
+        fit_seconds = round(time.perf_counter() - started, 1)
+        print(f"{name}: fitted in {fit_seconds} s", flush=True)
+        for seed in range(args.tables):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            started = time.perf_counter()
+            table = synthesizer.sample(num_rows=args.rows)
+            table = table["table"] if isinstance(table, dict) else table
+            seconds = time.perf_counter() - started
+            table[integers] = table[integers].round()
+            write_atomic(folder / f"table-{seed}.parquet", lambda tmp, t=table: t.to_parquet(tmp, index=False))
+            stats = {"rows": args.rows, "seconds": round(seconds, 2), "rows_per_second": round(args.rows / seconds, 1),
+                     "validity": 1.0, "fit_seconds": fit_seconds, "synthesizer": class_name, **settings}
+            write_atomic(folder / f"table-{seed}.json", lambda tmp, s=stats: Path(tmp).write_text(json.dumps(s)))
+        print(f"{name}: {args.tables} tables of {args.rows} rows in {folder}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
