@@ -102,7 +102,7 @@ def no_latent_run(run):
 
 def generators(cfg, run, variants):
     """{variant: (prior, decoder)}; the trained models shared between variants."""
-    schema, prior, decoder = load_generator(run)
+    _, prior, decoder = load_generator(run)
     models = {"difflm": (prior, decoder),
               "no_prior": (StandardNormal(prior.hparams.latent_dim, prior.device), decoder)}
     if "no_decoder_stage" in variants:
@@ -110,7 +110,7 @@ def generators(cfg, run, variants):
         models["no_decoder_stage"] = (prior, untrained.to(decoder.device).eval())
     if "no_latent" in variants:
         models["no_latent"] = load_generator(no_latent_run(run))[1:]
-    return schema, {variant: models[variant] for variant in variants}
+    return {variant: models[variant] for variant in variants}
 
 
 def sample_table(cfg, run, schema, prior, decoder, variant, seed, rows):
@@ -219,7 +219,7 @@ def main(argv):
     schema, frames = load_run_data(run)
     rows = args.rows or len(frames["train"])
     variants = ["difflm", *args.ablations]
-    schema, models = generators(cfg, run, variants)
+    models = generators(cfg, run, variants)
     baselines = [f"sdv_{b}" for b in args.baselines.split(",") if b]
     per_variant, real, sampling_seconds = {v: [] for v in [*variants, *baselines]}, [], 0.0
     for seed in range(args.tables):

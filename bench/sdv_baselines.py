@@ -20,23 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from difflm.metrics.density import SDTYPES, plain_frame  # noqa: E402  (light: numpy, pandas, sdmetrics)
+from difflm.run_dir import atomic_write, atomic_write_text  # noqa: E402
+
 SYNTHESIZERS = {"tvae": ("TVAESynthesizer", {"epochs": 300}), "ctgan": ("CTGANSynthesizer", {"epochs": 150}),
                 "gaussian_copula": ("GaussianCopulaSynthesizer", {})}
-
-
-def plain(frame):
-    """Nullable extension dtypes -> numpy float / object, which SDV's metadata detection reads as it should."""
-    out = pd.DataFrame(index=frame.index)
-    for name, values in frame.items():
-        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        out[name] = values.astype(float) if numeric else values.astype(object).where(values.notna(), None)
-    return out
-
-
-def write_atomic(path, write):
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def main(argv):
@@ -51,12 +41,11 @@ def main(argv):
     args = parser.parse_args(argv)
     torch.set_num_threads(min(os.cpu_count(), 2))
     run = Path(args.run)
-    train = plain(pd.read_parquet(run / "data" / "train.parquet"))
+    train = plain_frame(pd.read_parquet(run / "data" / "train.parquet"))
     schema = json.loads((run / "schema.json").read_text())
     integers = [c["name"] for c in schema["columns"] if c["kind"] == "integer"]
-    sdtypes = {"integer": "numerical", "float": "numerical", "categorical": "categorical", "boolean": "boolean"}
     metadata = Metadata.load_from_dict({"METADATA_SPEC_VERSION": "V1", "tables": {"table": {"columns": {
-        c["name"]: {"sdtype": sdtypes[c["kind"]]} for c in schema["columns"]}}}})
+        c["name"]: {"sdtype": SDTYPES[c["kind"]]} for c in schema["columns"]}}}})
     for name in [m for m in args.models.split(",") if m]:
         class_name, settings = SYNTHESIZERS[name]
         folder = run / "fidelity" / f"sdv_{name}"
@@ -75,10 +64,10 @@ def main(argv):
             table = table["table"] if isinstance(table, dict) else table
             seconds = time.perf_counter() - started
             table[integers] = table[integers].round()
-            write_atomic(folder / f"table-{seed}.parquet", lambda tmp, t=table: t.to_parquet(tmp, index=False))
+            atomic_write(folder / f"table-{seed}.parquet", lambda tmp, t=table: t.to_parquet(tmp, index=False))
             stats = {"rows": args.rows, "seconds": round(seconds, 2), "rows_per_second": round(args.rows / seconds, 1),
                      "validity": 1.0, "fit_seconds": fit_seconds, "synthesizer": class_name, **settings}
-            write_atomic(folder / f"table-{seed}.json", lambda tmp, s=stats: Path(tmp).write_text(json.dumps(s)))
+            atomic_write_text(folder / f"table-{seed}.json", json.dumps(stats))
         print(f"{name}: {args.tables} tables of {args.rows} rows in {folder}", flush=True)
 
 

@@ -23,7 +23,7 @@ def density_errors(schema, real, synthetic, pair_scores=None):
     did (Pearson-correlation similarity for two numeric columns, contingency similarity with numeric columns
     in 10 bins otherwise); `trend_error` is sdmetrics 0.32's own property score, which only counts pairs whose
     real association passes its threshold. Pass a list as `pair_scores` to receive the all-pairs table."""
-    real, synthetic = _plain(real), _plain(synthetic)
+    real, synthetic = plain_frame(real), plain_frame(synthetic)
     metadata = {"columns": {c.name: {"sdtype": SDTYPES[c.kind]} for c in schema.columns}}
     report = QualityReport()
     report.generate(real, synthetic, metadata, verbose=False)
@@ -60,8 +60,8 @@ def all_pair_scores(schema, real, synthetic):
     return pd.DataFrame(rows, columns=["Column 1", "Column 2", "Score"])
 
 
-def _plain(frame):
-    """Nullable extension dtypes -> plain numpy/object ones, which every sdmetrics metric accepts."""
+def plain_frame(frame):
+    """Nullable extension dtypes -> plain numpy/object ones, which every sdmetrics metric (and SDV) accepts."""
     out = pd.DataFrame(index=frame.index)
     for name, values in frame.items():
         numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
