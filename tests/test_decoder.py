@@ -98,3 +98,14 @@ def test_the_no_latent_ablation_reads_zero_whatever_the_latent(tiny_cfg, use_lat
     assert torch.isclose(losses[0], losses[1]) != use_latent
     module.shared_step({**batch, "mu": torch.randn(2, 16), "logvar": torch.zeros(2, 16)}, "val").backward()
     assert (module.projector.proj.weight.grad.abs().sum() > 0) == use_latent  # z = 0: only the bias learns
+
+
+@pytest.mark.parametrize("latent_noise", [0.0, 1.0])
+def test_training_reads_the_posterior_mean_or_a_sample_of_it(tiny_cfg, latent_noise):
+    module = build(tiny_cfg("model.quantization=none", f"decoder.latent_noise={latent_noise}")).eval()
+    torch.nn.init.normal_(module.projector.proj.weight, std=1.0)
+    batch = dict(input_ids=torch.randint(3, 300, (2, 10)), attention_mask=torch.ones(2, 10, dtype=torch.long),
+                 mu=torch.randn(2, 16), logvar=torch.full((2, 16), 2.0))
+    batch["labels"] = batch["input_ids"].clone()
+    train_loss, val_loss = module.shared_step(batch, "train"), module.shared_step(batch, "val")
+    assert torch.isclose(train_loss, val_loss) == (latent_noise == 0.0)  # validation always reads the mean

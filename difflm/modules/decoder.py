@@ -33,7 +33,8 @@ class DecoderModule(StageModule):
         self._plain, self._constraints = None, {}  # the decoding copy; the record grammar per conditions
 
     def shared_step(self, batch, split):
-        z = self.read(reparameterize(batch["mu"], batch["logvar"]) if split == "train" else batch["mu"])
+        noise = self.hparams.train.get("latent_noise", 1.0) if split == "train" else 0.0
+        z = self.read(reparameterize(batch["mu"], batch["logvar"], scale=noise))
         inputs = self.projector.llm_inputs(self.llm, z, batch["input_ids"], batch["attention_mask"], batch["labels"])
         loss = self.llm(**inputs).loss
         self.log_split(split, dict(loss=loss), batch["input_ids"].shape[0])

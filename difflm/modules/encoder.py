@@ -56,9 +56,12 @@ class PosteriorEncoder(nn.Module):
         return mu, logvar
 
 
-def reparameterize(mu, logvar, generator=None):
+def reparameterize(mu, logvar, generator=None, scale=1.0):
+    """A draw from N(mu, (scale * sigma)^2): scale 1 samples the posterior, 0 returns its mean."""
+    if scale == 0:
+        return mu
     noise = seeded.randn(mu.shape, generator, mu.device).to(mu.dtype)
-    return mu + torch.exp(0.5 * logvar) * noise
+    return mu + scale * torch.exp(0.5 * logvar) * noise
 
 
 def kl_per_dim(mu, logvar, free_bits=0.0):

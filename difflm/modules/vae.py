@@ -22,6 +22,7 @@ class VAEModule(StageModule):
         super().__init__()
         self.save_hyperparameters()
         self.posterior, self.encoder_tokenizer = build_posterior(model)
+        self.posterior.backbone.requires_grad_(encoder_learning_rate(train) > 0)  # 0: the pretrained encoder as is
         self.llm = load_llm(model["llm"]["source"], model["vae_quantization"], model["compute_dtype"])
         self.projector = build_projector(model["injection"], model["latent_dim"], self.llm.config,
                                          model["prefix_tokens"], output_std=embedding_std(self.llm))
@@ -35,8 +36,20 @@ class VAEModule(StageModule):
         recon = self.llm(**inputs).loss
         kl = kl_per_dim(mu, logvar, self.hparams.train["free_bits"])
         loss = recon + self.beta * kl
-        self.log_split(split, dict(loss=loss, recon=recon, kl=kl, beta=self.beta), batch["input_ids"].shape[0])
+        metrics = dict(loss=loss, recon=recon, kl=kl, beta=self.beta)
+        if split != "train" and mu.shape[0] > 1:
+            metrics["active_units"] = active_units(mu)
+        self.log_split(split, metrics, batch["input_ids"].shape[0])
         return loss
+
+    def configure_optimizers(self):
+        backbone = list(self.posterior.backbone.parameters())
+        encoder_lr = encoder_learning_rate(self.hparams.train)
+        head = [p for p in self.parameters() if p.requires_grad and all(p is not q for q in backbone)]
+        groups = [dict(params=head, lr=self.hparams.train["lr"])]
+        if encoder_lr > 0:
+            groups.append(dict(params=backbone, lr=encoder_lr))
+        return torch.optim.AdamW(groups, weight_decay=self.hparams.train["weight_decay"])
 
     @torch.no_grad()
     def reconstruct(self, batch, max_new_tokens, prompt_ids=None):
@@ -47,6 +60,16 @@ class VAEModule(StageModule):
                               prompt_ids=prompt_ids)
 
 
+def encoder_learning_rate(train):
+    return train.get("encoder_lr", train["lr"])  # checkpoints from before vae.encoder_lr trained it at lr
+
+
+def active_units(mu, threshold=0.01):
+    """The share of latent dimensions whose posterior mean varies across records (variance > threshold; Burda et
+    al. 2016). Near 0 is posterior collapse: every record gets the same z, and the decoder learns nothing from it."""
+    return (mu.float().var(0) > threshold).float().mean()
+
+
 def load_vae_parts(path):
     """(hparams, posterior encoder, projector state dict) from a VAE checkpoint, without loading the LLM."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
@@ -55,7 +78,9 @@ def load_vae_parts(path):
     state = checkpoint["state_dict"]
     result = posterior.load_state_dict(
         {k[len("posterior."):]: v for k, v in state.items() if k.startswith("posterior.")}, strict=False)
-    missing = set(result.missing_keys) & {name for name, _ in posterior.named_parameters()}
+    trained = {name for name, _ in posterior.named_parameters()
+               if encoder_learning_rate(hparams["train"]) > 0 or not name.startswith("backbone.")}
+    missing = set(result.missing_keys) & trained
     if missing or result.unexpected_keys:
         raise RuntimeError(f"{path}: encoder weights do not match its config (missing {sorted(missing)[:3]}, "
                            f"unexpected {result.unexpected_keys[:3]})")

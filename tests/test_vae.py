@@ -1,0 +1,54 @@
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from difflm.modules.vae import VAEModule, active_units, load_vae_parts
+
+
+def build(cfg):
+    return VAEModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.vae), {"columns": []})
+
+
+def test_active_units_count_the_dimensions_that_vary_across_records():
+    collapsed = torch.full((16, 8), 0.3) + 1e-4 * torch.randn(16, 8)  # what a collapsed encoder gives
+    assert active_units(collapsed) == 0
+    half = torch.cat([torch.randn(16, 4), torch.zeros(16, 4)], dim=1)
+    assert active_units(half) == pytest.approx(0.5)
+
+
+def test_the_encoder_trains_at_its_own_learning_rate(tiny_cfg):
+    module = build(tiny_cfg("vae.lr=1e-3", "vae.encoder_lr=2e-5"))
+    head, backbone = module.configure_optimizers().param_groups
+    assert head["lr"] == 1e-3 and backbone["lr"] == 2e-5
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in module.posterior.backbone.parameters()}
+    head_ids = {id(p) for p in head["params"]}
+    assert id(module.posterior.to_moments.weight) in head_ids and id(module.projector.proj.weight) in head_ids
+    assert not any(id(p) in head_ids for p in module.llm.parameters())
+
+
+def test_a_frozen_encoder_is_left_out_of_the_checkpoint_and_loads_as_pretrained(tiny_cfg, tmp_path):
+    module = build(tiny_cfg("vae.encoder_lr=0"))
+    (group,) = module.configure_optimizers().param_groups
+    assert not any(p.requires_grad for p in module.posterior.backbone.parameters())
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    assert "posterior.to_moments.weight" in checkpoint["state_dict"]
+    assert not any(k.startswith("posterior.backbone.") for k in checkpoint["state_dict"])
+    torch.save(checkpoint, tmp_path / "vae.ckpt")
+    _, posterior, _, projector = load_vae_parts(tmp_path / "vae.ckpt")
+    assert torch.equal(posterior.to_moments.weight, module.posterior.to_moments.weight)
+    ids = torch.randint(3, 300, (2, 6))
+    mask = torch.ones_like(ids)
+    assert torch.allclose(posterior(ids, mask)[0], module.posterior.eval()(ids, mask)[0])
+
+
+def test_validation_logs_active_units(tiny_cfg):
+    module = build(tiny_cfg())
+    logged = {}
+    module.log_split = lambda split, metrics, batch_size: logged.update({f"{split}/{k}": v for k, v in metrics.items()})
+    texts = torch.randint(3, 300, (4, 6))
+    batch = dict(encoder_input_ids=texts, encoder_attention_mask=torch.ones_like(texts), input_ids=texts,
+                 attention_mask=torch.ones_like(texts), labels=texts.clone())
+    module.shared_step(batch, "val")
+    module.shared_step(batch, "train")
+    assert 0 <= float(logged["val/active_units"]) <= 1 and "train/active_units" not in logged
