@@ -13,6 +13,8 @@ DCR; MLE is XGBoost (the protocol's grid) trained on each synthetic table and sc
   no_decoder_stage  the decoder as its stage starts (the VAE's frozen LLM and projector, LoRA at zero)
   no_latent         fine-tune only: a decoder trained with the same budget on z = 0 (decoder.use_latent=false),
                     in <run>-no_latent, which takes its data and other stages from the run
+  posterior_means   a perfect prior: the encoder means of random training rows, what the diffusion prior learns
+                    to imitate (a diagnostic: it decodes near copies of training rows, so its DCR means nothing)
 Each stage runs in its own process, so its peak memory is its own; a stage the run has is not trained again,
 and every sampled table is kept under <run>/fidelity/, so an interrupted benchmark continues where it stopped.
 """
@@ -45,7 +47,7 @@ from difflm.sampling import decoding_options, load_generator, sample_records  # 
 from difflm import seeded  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ABLATIONS = ("no_prior", "no_decoder_stage", "no_latent")
+ABLATIONS = ("no_prior", "no_decoder_stage", "no_latent", "posterior_means")
 # (key, column title, format): the protocol's metrics, then sampling's
 METRICS = [
     ("mle_auc", "MLE AUC", "{:.3f}"),
@@ -96,6 +98,16 @@ class StandardNormal:
         return seeded.randn((n, self.latent_dim), generator, self.device)
 
 
+class PosteriorMeans:
+    """Draws the cached encoder means of random training records (the posterior_means diagnostic)."""
+
+    def __init__(self, means):
+        self.means = means
+
+    def sample(self, n, generator=None):
+        return self.means[seeded.randint(len(self.means), (n,), generator, self.means.device)]
+
+
 def no_latent_run(run):
     return RunDir(f"{run.root}-no_latent")
 
@@ -108,6 +120,9 @@ def generators(cfg, run, variants):
     if "no_decoder_stage" in variants:
         untrained, _ = build_decoder(cfg, run)
         models["no_decoder_stage"] = (prior, untrained.to(decoder.device).eval())
+    if "posterior_means" in variants:
+        means = torch.load(run.latents, weights_only=False)["latents"]["train"][0]
+        models["posterior_means"] = (PosteriorMeans(means.to(prior.device)), decoder)
     if "no_latent" in variants:
         models["no_latent"] = load_generator(no_latent_run(run))[1:]
     return {variant: models[variant] for variant in variants}

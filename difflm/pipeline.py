@@ -15,6 +15,7 @@ from difflm.datamodules.records import (RecordCollator, RecordDataModule, common
                                         load_run_data, prepare_run_data, record_texts)
 from difflm.errors import UserError
 from difflm.latents import cached_latents
+from difflm.modules.base import lr_factor
 from difflm.modules.decoder import DecoderModule
 from difflm.modules.llm import load_tokenizer
 from difflm.modules.prior import PriorModule
@@ -132,6 +133,8 @@ def train(cfg):
         raise UserError(f"stage='{cfg.stage}' is not one of {', '.join(STAGES)}, all")
     run = RunDir(cfg.run)
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
+    for stage in stages:  # a bad schedule fails here, not after the data and earlier stages are written
+        lr_factor(cfg[stage].lr_schedule, cfg[stage].warmup_steps, cfg[stage].max_steps)
     if cfg.upstream:
         link_upstream(run, cfg.upstream, stages)
     if cfg.stage in ("vae", "all"):  # bad data fails here, before anything is written to the run directory

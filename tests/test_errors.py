@@ -60,6 +60,12 @@ def test_unknown_config_key_and_group(run, capsys):
     fails_cleanly(train_cli.main, train_args(run, "stage=vea"), capsys, "stage='vea' is not one of")
 
 
+def test_unknown_learning_rate_schedule_writes_nothing(run, capsys):
+    fails_cleanly(train_cli.main, train_args(run, "decoder.lr_schedule=linear"), capsys,
+                  "lr_schedule='linear' is not one of constant, cosine")
+    assert not run.exists()
+
+
 def test_prior_before_vae(run, capsys):
     fails_cleanly(train_cli.main, train_args(run, "stage=prior"), capsys, "no trained vae stage")
 

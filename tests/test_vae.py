@@ -18,7 +18,7 @@ def test_active_units_count_the_dimensions_that_vary_across_records():
 
 def test_the_encoder_trains_at_its_own_learning_rate(tiny_cfg):
     module = build(tiny_cfg("vae.lr=1e-3", "vae.encoder_lr=2e-5"))
-    head, backbone = module.configure_optimizers().param_groups
+    head, backbone = module.configure_optimizers()["optimizer"].param_groups
     assert head["lr"] == 1e-3 and backbone["lr"] == 2e-5
     assert {id(p) for p in backbone["params"]} == {id(p) for p in module.posterior.backbone.parameters()}
     head_ids = {id(p) for p in head["params"]}
@@ -28,7 +28,7 @@ def test_the_encoder_trains_at_its_own_learning_rate(tiny_cfg):
 
 def test_a_frozen_encoder_is_left_out_of_the_checkpoint_and_loads_as_pretrained(tiny_cfg, tmp_path):
     module = build(tiny_cfg("vae.encoder_lr=0"))
-    (group,) = module.configure_optimizers().param_groups
+    (group,) = module.configure_optimizers()["optimizer"].param_groups
     assert not any(p.requires_grad for p in module.posterior.backbone.parameters())
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(checkpoint)

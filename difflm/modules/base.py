@@ -1,17 +1,33 @@
 """What every stage's LightningModule shares: one step for train/val/test, logging as `split/name`,
 an optimizer over the trainable parameters only, and checkpoints that describe themselves."""
 
+import math
 import warnings
 
 import lightning as L
 import torch
 
 from difflm import __version__
+from difflm.errors import UserError
 
 
 # Stages around a frozen pretrained model leave its weights out of their checkpoints on purpose;
 # on_load_checkpoint checks instead that every trained weight is there.
 warnings.filterwarnings("ignore", message="Found keys that are in the model state dict but not in the checkpoint")
+
+
+def lr_factor(schedule, warmup_steps, max_steps):
+    """step -> the learning rate's multiplier: a linear warm-up over warmup_steps, then constant, or a cosine
+    decay to 0 at max_steps (one short run ends on small steps instead of wherever a constant rate left it)."""
+    if schedule not in ("constant", "cosine"):
+        raise UserError(f"lr_schedule='{schedule}' is not one of constant, cosine")
+
+    def factor(step):
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        if schedule == "constant" or not max_steps or max_steps < 0:
+            return warm
+        return warm * 0.5 * (1 + math.cos(math.pi * min(step, max_steps) / max_steps))
+    return factor
 
 
 class StageModule(L.LightningModule):
@@ -41,9 +57,15 @@ class StageModule(L.LightningModule):
                       on_step=split == "train", on_epoch=split != "train", prog_bar=split == "train",
                       batch_size=batch_size)
 
+    def param_groups(self):
+        return [dict(params=[p for p in self.parameters() if p.requires_grad], lr=self.hparams.train["lr"])]
+
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.train["lr"], weight_decay=self.hparams.train["weight_decay"])
+        train = self.hparams.train
+        optimizer = torch.optim.AdamW(self.param_groups(), weight_decay=train["weight_decay"])
+        factor = lr_factor(train.get("lr_schedule", "constant"), train.get("warmup_steps", 0), train["max_steps"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @property
     def strict_loading(self):

@@ -42,14 +42,14 @@ class VAEModule(StageModule):
         self.log_split(split, metrics, batch["input_ids"].shape[0])
         return loss
 
-    def configure_optimizers(self):
+    def param_groups(self):
         backbone = list(self.posterior.backbone.parameters())
         encoder_lr = encoder_learning_rate(self.hparams.train)
         head = [p for p in self.parameters() if p.requires_grad and all(p is not q for q in backbone)]
         groups = [dict(params=head, lr=self.hparams.train["lr"])]
         if encoder_lr > 0:
             groups.append(dict(params=backbone, lr=encoder_lr))
-        return torch.optim.AdamW(groups, weight_decay=self.hparams.train["weight_decay"])
+        return groups
 
     @torch.no_grad()
     def reconstruct(self, batch, max_new_tokens, prompt_ids=None):

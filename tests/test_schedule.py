@@ -1,0 +1,38 @@
+import math
+
+import pytest
+import torch
+
+from difflm.errors import UserError
+from difflm.modules.base import lr_factor
+
+
+def test_constant_schedule_warms_up_linearly_then_holds():
+    factor = lr_factor("constant", 4, 100)
+    assert [factor(s) for s in (0, 1, 3, 50, 99)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    assert lr_factor("constant", 0, 100)(0) == 1.0
+
+
+def test_cosine_schedule_decays_to_zero_at_max_steps():
+    factor = lr_factor("cosine", 0, 100)
+    assert factor(0) == 1.0 and factor(50) == pytest.approx(0.5) and factor(100) == pytest.approx(0.0, abs=1e-12)
+    assert factor(150) == pytest.approx(0.0, abs=1e-12)  # a resumed run past max_steps does not climb back
+    warm = lr_factor("cosine", 10, 100)
+    assert warm(4) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 4 / 100)))
+
+
+def test_the_scheduler_moves_the_optimizer_each_step():
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor("cosine", 0, 4))
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([1.0, 0.5 * (1 + math.cos(math.pi / 4)), 0.5, 0.5 * (1 + math.cos(3 * math.pi / 4))])
+
+
+def test_an_unknown_schedule_is_a_clear_error():
+    with pytest.raises(UserError, match="lr_schedule='linear' is not one of constant, cosine"):
+        lr_factor("linear", 0, 10)
