@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import sample as sample_cli
+from difflm.datamodules.records import load_run_data
+from difflm.latents import cached_latents
 from difflm.pipeline import train
 from difflm.errors import UserError
 from difflm.run_dir import RunDir
@@ -185,6 +187,9 @@ def test_upstream_run_lends_its_data_and_other_stages(trained, tmp_path):
 
     run, _, _ = trained
     trial = tmp_path / "trial"
+    # an earlier test resumed the upstream's VAE: bring its latent cache up to date, as its own prior stage would
+    # (a trial finding it stale encodes its own latents.pt instead of linking the upstream's)
+    cached_latents(run, *load_run_data(run), batch_size=64)
     train(compose([f"run={trial}", f"upstream={run.root}", "stage=prior", "prior.max_steps=3", "logger=none"]))
     for name in ("vae", "decoder", "data", "schema.json", "latents.pt"):
         assert (trial / name).is_symlink() and (trial / name).resolve() == (run.root / name).resolve()
