@@ -35,7 +35,7 @@ def measure(text_format, quantization, bf16, batch, steps):
     module = DecoderModule(plain(cfg.model), plain(cfg.decoder), schema.to_dict(), 64).train()
     collate = RecordCollator(module.tokenizer, cfg.model.max_length)
     texts = record_texts(schema, frame)
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
+    optimizer = torch.optim.AdamW(module.param_groups())
     seconds = []
     for step in range(steps):
         batch_ = collate([{"text": t} for t in texts[step * batch:(step + 1) * batch]])

@@ -39,6 +39,7 @@ from difflm import __version__  # noqa: E402
 from difflm.config import compose, plain  # noqa: E402
 from difflm.datamodules.records import load_run_data  # noqa: E402
 from difflm.evaluation import evaluate  # noqa: E402
+from difflm.latents import cached_latents  # noqa: E402
 from difflm.metrics.density import density_errors  # noqa: E402
 from difflm.metrics.utility import mle  # noqa: E402
 from difflm.pipeline import build_decoder, train  # noqa: E402
@@ -112,7 +113,7 @@ def no_latent_run(run):
     return RunDir(f"{run.root}-no_latent")
 
 
-def generators(cfg, run, variants):
+def generators(cfg, run, schema, frames, variants):
     """{variant: (prior, decoder)}; the trained models shared between variants."""
     _, prior, decoder = load_generator(run)
     models = {"difflm": (prior, decoder),
@@ -121,7 +122,7 @@ def generators(cfg, run, variants):
         untrained, _ = build_decoder(cfg, run)
         models["no_decoder_stage"] = (prior, untrained.to(decoder.device).eval())
     if "posterior_means" in variants:
-        means = torch.load(run.latents, weights_only=False)["latents"]["train"][0]
+        means = cached_latents(run, schema, frames, cfg.prior.encode_batch_size)["train"][0]  # re-encoded if stale
         models["posterior_means"] = (PosteriorMeans(means.to(prior.device)), decoder)
     if "no_latent" in variants:
         models["no_latent"] = load_generator(no_latent_run(run))[1:]
@@ -234,7 +235,7 @@ def main(argv):
     schema, frames = load_run_data(run)
     rows = args.rows or len(frames["train"])
     variants = ["difflm", *args.ablations]
-    models = generators(cfg, run, variants)
+    models = generators(cfg, run, schema, frames, variants)
     baselines = [f"sdv_{b}" for b in args.baselines.split(",") if b]
     per_variant, real, sampling_seconds = {v: [] for v in [*variants, *baselines]}, [], 0.0
     for seed in range(args.tables):

@@ -43,12 +43,12 @@ class VAEModule(StageModule):
         return loss
 
     def param_groups(self):
-        backbone = list(self.posterior.backbone.parameters())
-        encoder_lr = encoder_learning_rate(self.hparams.train)
-        head = [p for p in self.parameters() if p.requires_grad and all(p is not q for q in backbone)]
+        head = [p for name, p in self.named_parameters()
+                if p.requires_grad and not name.startswith("posterior.backbone.")]
         groups = [dict(params=head, lr=self.hparams.train["lr"])]
+        encoder_lr = encoder_learning_rate(self.hparams.train)
         if encoder_lr > 0:
-            groups.append(dict(params=backbone, lr=encoder_lr))
+            groups.append(dict(params=list(self.posterior.backbone.parameters()), lr=encoder_lr))
         return groups
 
     @torch.no_grad()
@@ -78,8 +78,8 @@ def load_vae_parts(path):
     state = checkpoint["state_dict"]
     result = posterior.load_state_dict(
         {k[len("posterior."):]: v for k, v in state.items() if k.startswith("posterior.")}, strict=False)
-    trained = {name for name, _ in posterior.named_parameters()
-               if encoder_learning_rate(hparams["train"]) > 0 or not name.startswith("backbone.")}
+    encoder_trained = encoder_learning_rate(hparams["train"]) > 0
+    trained = {name for name, _ in posterior.named_parameters() if encoder_trained or not name.startswith("backbone.")}
     missing = set(result.missing_keys) & trained
     if missing or result.unexpected_keys:
         raise RuntimeError(f"{path}: encoder weights do not match its config (missing {sorted(missing)[:3]}, "
