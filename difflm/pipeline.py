@@ -20,7 +20,7 @@ from difflm.modules.decoder import DecoderModule
 from difflm.modules.llm import load_tokenizer
 from difflm.modules.prior import PriorModule
 from difflm.modules.vae import VAEModule, load_vae_parts
-from difflm.run_dir import STAGES, RunDir, atomic_write_text, link_upstream
+from difflm.run_dir import STAGES, RunDir, atomic_write_text, link_upstream, unlink_borrowed
 from difflm.predict import sample_to_file
 from difflm.sampling import decoding_options
 from difflm.summary import print_summary
@@ -137,6 +137,7 @@ def train(cfg):
         lr_factor(cfg[stage].lr_schedule, cfg[stage].warmup_steps, cfg[stage].max_steps)
     if cfg.upstream:
         link_upstream(run, cfg.upstream, stages)
+    unlink_borrowed(run, stages)
     if cfg.stage in ("vae", "all"):  # bad data fails here, before anything is written to the run directory
         prepare_run_data(cfg.data, run, cfg.seed)
     run.root.mkdir(parents=True, exist_ok=True)

@@ -80,3 +80,12 @@ def link_upstream(run, upstream, trained_stages):
         target = run.root / source.name
         if source.exists() and not target.exists() and not target.is_symlink():
             target.symlink_to(source.resolve(), target_is_directory=source.is_dir())
+
+
+def unlink_borrowed(run, stages):
+    """A stage trained in `run` lives in `run`: drop the link an earlier call made to an upstream's stage (e.g.
+    stage=prior linked the decoder, now stage=decoder trains its own), so training never resumes from or writes
+    into the upstream's checkpoints."""
+    for stage in stages:
+        if run.stage(stage).is_symlink():
+            run.stage(stage).unlink()

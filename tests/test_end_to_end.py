@@ -196,5 +196,11 @@ def test_upstream_run_lends_its_data_and_other_stages(trained, tmp_path):
     assert not (trial / "prior").is_symlink() and (trial / "prior/metrics.json").is_file()
     assert compose([f"run={trial}"]).model.name == "tiny"  # the upstream's presets, not the defaults
     assert torch.load(run.last("prior"), weights_only=False)["global_step"] > 3  # the upstream's prior untouched
+    # the trial now trains its own decoder too: in its own folder, not resumed from or written into the upstream's
+    upstream_decoder = run.last("decoder").read_bytes()
+    train(compose([f"run={trial}", "stage=decoder", "decoder.max_steps=2", "logger=none"]))
+    assert not (trial / "decoder").is_symlink() and (trial / "vae").is_symlink()
+    assert torch.load(RunDir(trial).last("decoder"), weights_only=False)["global_step"] == 2
+    assert run.last("decoder").read_bytes() == upstream_decoder
     with pytest.raises(UserError, match="is not a run directory"):
         train(compose([f"run={tmp_path}/other", f"upstream={tmp_path}/nowhere", "stage=prior"]))
