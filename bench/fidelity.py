@@ -3,7 +3,9 @@ K tables with different seeds, score each, and write one table (JSON + Markdown)
 the full pipeline, its ablations and the real data, the time and peak memory of each stage, and the config.
 
 python bench/fidelity.py --run runs/cpu60 [--tables 5] [--rows N] [--ablations no_prior,no_decoder_stage,no_latent]
-                         [--baselines tvae] [train.py overrides, e.g. budget=cpu60]
+                         [--baselines tvae] [--stages vae,prior,decoder] [train.py overrides, e.g. budget=cpu60]
+python bench/fidelity.py --run runs/cpu60-lr --stages decoder upstream=runs/cpu60 decoder.lr=1e-4
+                         (trains only the decoder; the data, VAE and prior are the upstream run's)
 -> bench/results/fidelity-<run name>.json and .md
 
 Protocol: data.holdout_fraction=0.5 trains on one half of Adult's training file and holds the other half out for
@@ -79,6 +81,12 @@ def run_stage(stage, run, overrides):
         return json.loads(record.read_text())
     subprocess.run([sys.executable, __file__, "--train-stage", stage, "--run", str(run.root), *overrides], check=True)
     return json.loads(record.read_text())
+
+
+def upstream_stage(stage, upstream):
+    """The time and memory of a stage taken from the upstream run, as its own benchmark recorded them."""
+    record = RunDir(upstream).root / "fidelity" / f"stage-{stage}.json"
+    return {"from": upstream, **(json.loads(record.read_text()) if record.is_file() else {"seconds": None})}
 
 
 def train_stage_here(stage, run, overrides):
@@ -189,6 +197,10 @@ def summarise(per_table):
     return summary
 
 
+def stage_title(stage, record):
+    return f"{stage} (from {record['from']})" if "from" in record else stage
+
+
 def markdown(result):
     header = ["", *[title for _, title, _ in METRICS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -200,8 +212,8 @@ def markdown(result):
         lines.append("| " + " | ".join(cells) + " |")
     stages = result["stages"]
     lines += ["", "| stage | seconds | s/step | peak RSS GiB | peak CUDA GiB |", "|---|---|---|---|---|"]
-    lines += [f"| {s} | {v['seconds']} | {v['seconds_per_step']} | {v['peak_rss_gib']} | {v['peak_cuda_gib'] or '—'} |"
-              for s, v in stages.items()]
+    lines += [f"| {stage_title(s, v)} | {v['seconds']} | {v.get('seconds_per_step')} | {v.get('peak_rss_gib')} | "
+              f"{v.get('peak_cuda_gib') or '—'} |" for s, v in stages.items()]
     lines += ["", f"{result['tables']} tables of {result['rows_per_table']} rows each (seeds 0..{result['tables'] - 1}), "
               f"{result['ablation_tables']} per ablation; "
               f"training split {result['train_rows']} rows; train {result['train_seconds']} s end to end "
@@ -218,16 +230,25 @@ def main(argv):
     parser.add_argument("--ablation-tables", type=int, default=None, help="tables per ablation (default: --tables)")
     parser.add_argument("--baselines", default="", help="comma-separated SDV models whose tables "
                         "bench/sdv_baselines.py wrote into the run: tvae, ctgan, gaussian_copula")
+    parser.add_argument("--stages", default=",".join(STAGES), help="the stages this run trains, comma-separated; "
+                        "the others are those of the run given as upstream=<run> among the overrides")
     parser.add_argument("--train-stage", choices=STAGES, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
     run = RunDir(args.run)
     args.ablations = [a for a in args.ablations.split(",") if a]
     if set(args.ablations) - set(ABLATIONS):
         parser.error(f"--ablations takes a comma-separated list of {', '.join(ABLATIONS)}")
+    trained = [s for s in STAGES if s in args.stages.split(",")]
+    upstream = next((o.split("=", 1)[1] for o in overrides if o.startswith("upstream=")), None)
+    if not trained or set(args.stages.split(",")) - set(STAGES):
+        parser.error(f"--stages takes a comma-separated list of {', '.join(STAGES)}")
+    if len(trained) < len(STAGES) and not upstream:
+        parser.error(f"--stages {args.stages} leaves stages out: give upstream=<run> to take them from")
     if args.train_stage:
         return train_stage_here(args.train_stage, run, overrides)
     torch.set_num_threads(min(os.cpu_count(), torch.get_num_threads()))
-    stages = {stage: run_stage(stage, run, overrides) for stage in STAGES}
+    stages = {stage: run_stage(stage, run, overrides) if stage in trained else upstream_stage(stage, upstream)
+              for stage in STAGES}
     if "no_latent" in args.ablations:
         stages["decoder (no_latent)"] = run_stage("decoder", no_latent_run(run), [
             f"upstream={run.root}", *overrides, "decoder.use_latent=false"])
@@ -259,7 +280,7 @@ def main(argv):
                  f"real data ({rows} rows)": summarise(real)},
         "tables": args.tables, "ablation_tables": min(args.ablation_tables or args.tables, args.tables),
         "rows_per_table": rows, "train_rows": len(frames["train"]),
-        "stages": stages, "train_seconds": round(sum(stages[s]["seconds"] for s in STAGES), 1),
+        "stages": stages, "train_seconds": round(sum(stages[s]["seconds"] or 0 for s in STAGES), 1),
         "sampling_seconds": round(sampling_seconds, 1), "config": plain(cfg), "overrides": overrides,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                    f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
