@@ -10,8 +10,10 @@ and how close the other columns are to the real rows that meet the condition: SD
 references at the same number of rows: real rows that meet the condition (the floor: sampling noise alone)
 and real rows drawn regardless of it (what ignoring the condition scores).
 
-python bench/conditional.py [--run runs/adult] [--rows 128] [--modes records decoding ...]
+python bench/conditional.py [--run runs/adult] [--rows 128] [--modes records decoding ...] [--temperature T]
     ->  bench/results/conditional.json
+Decoding follows the run's sample config (temperature, weights), as sample.py would; every mode draws the same
+number of rows (reject included, with sample.max_rounds regeneration rounds).
 """
 
 import argparse
@@ -25,12 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from difflm.conditions import parse_conditions, satisfied  # noqa: E402
+from difflm.config import compose  # noqa: E402
 from difflm.datamodules.records import load_run_data  # noqa: E402
 from difflm.datamodules.schema import Schema  # noqa: E402
 from difflm.guidance import make_conditioning  # noqa: E402
+from difflm.latents import cached_latents  # noqa: E402
 from difflm.metrics.density import density_errors  # noqa: E402
 from difflm.run_dir import RunDir, atomic_write_text  # noqa: E402
-from difflm.sampling import SamplingError, load_generator, sample_records  # noqa: E402
+from difflm.sampling import SamplingError, decoding_options, load_generator, sample_records  # noqa: E402
 
 RESULT = Path(__file__).resolve().parent / "results" / "conditional.json"
 CONDITIONS = {"income": ">50K", "sex": "Female"}
@@ -80,18 +84,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/adult")
     parser.add_argument("--rows", type=int, default=128)
-    parser.add_argument("--reject-rows", type=int, default=16)
-    parser.add_argument("--reject-rounds", type=int, default=1)
+    parser.add_argument("--temperature", type=float, default=None, help="default: the run's sample.temperature")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--modes", nargs="+", default=["records", "records_x8", "guided", "decoding", "reject"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = RunDir(args.run)
+    cfg = compose([f"run={run.root}"])
     schema, prior, decoder = load_generator(run)
     _, frames = load_run_data(run)
-    latents = torch.load(run.latents, weights_only=False)["latents"]["train"][0]
-    decoding = dict(temperature=0.5, constrained=True, weights="auto")
-    result = {"run": args.run, "threads": args.threads, "rows": args.rows}
+    latents = cached_latents(run, schema, frames, cfg.prior.encode_batch_size)["train"][0]
+    decoding = {**decoding_options(cfg.sample), "constrained": True}
+    if args.temperature is not None:
+        decoding["temperature"] = args.temperature
+    result = {"run": args.run, "threads": args.threads, "rows": args.rows, "decoding": decoding}
     for column, value in CONDITIONS.items():
         real_share = float((frames["train"][column] == value).mean())
         entry = {"real_share": round(real_share, 3),
@@ -102,10 +108,8 @@ def main():
                                        ("reject", "reject", 1)):
             if name not in args.modes:
                 continue
-            rows = args.reject_rows if mode == "reject" else args.rows
-            rounds = args.reject_rounds if mode == "reject" else 10
-            entry[name] = run_mode(schema, prior, decoder, frames, latents, column, value, mode, oversample, rows,
-                                   rounds, decoding)
+            entry[name] = run_mode(schema, prior, decoder, frames, latents, column, value, mode, oversample,
+                                   args.rows, cfg.sample.max_rounds, decoding)
             print(column, value, name, entry[name], flush=True)
             result[f"{column}={value}"] = entry
             atomic_write_text(RESULT, json.dumps(result, indent=2))  # after each mode: a long run keeps what it did
