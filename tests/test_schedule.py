@@ -1,8 +1,10 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from difflm.config import compose
 from difflm.errors import UserError
 from difflm.modules.base import lr_factor
 
@@ -36,3 +38,12 @@ def test_the_scheduler_moves_the_optimizer_each_step():
 def test_an_unknown_schedule_is_a_clear_error():
     with pytest.raises(UserError, match="lr_schedule='linear' is not one of constant, cosine"):
         lr_factor("linear", 0, 10)
+
+
+@pytest.mark.parametrize("budget", sorted(p.stem for p in (Path(__file__).parent.parent / "configs/budget").glob("*.yaml")))
+def test_every_budget_preset_composes_with_schedules_train_accepts(budget):
+    cfg = compose([f"budget={budget}"])
+    for stage in ("vae", "prior", "decoder"):
+        factor = lr_factor(cfg[stage].lr_schedule, cfg[stage].warmup_steps, cfg[stage].max_steps)
+        assert 0 < factor(cfg[stage].warmup_steps) <= 1 and factor(cfg[stage].max_steps // 2) > 0
+        assert cfg[stage].warmup_steps < cfg[stage].max_steps  # the warm-up ends inside the stage
