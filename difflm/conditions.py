@@ -79,6 +79,9 @@ def parse_condition(schema, name, raw):
 
 def parse_conditions(schema, raw):
     """Conditions from {column: raw value}, in schema order (an unknown column sorts first, and is refused)."""
+    if raw and schema.record_type != "table":
+        raise UserError(f"condition.{next(iter(raw))}: {schema.record_type} records have no columns to condition "
+                        "on; conditions apply to tables only")
     order = {name: i for i, name in enumerate(schema.names)}
     return tuple(parse_condition(schema, name, raw[name]) for name in sorted(raw, key=lambda n: order.get(n, -1)))
 

@@ -49,6 +49,14 @@ def record_json_schema(schema, conditions=()):
             "additionalProperties": False, "x-guidance": SEPARATORS}
 
 
+def grammar_json_schema(schema, conditions=()):
+    """The JSON Schema constrained decoding follows for a record of this schema, or None if its type has none."""
+    if schema.record_type == "table":
+        return record_json_schema(schema, conditions)
+    spec = schema.json_schema(conditions)
+    return None if spec is None else {**spec, "x-guidance": SEPARATORS}
+
+
 def apply_bitmask(logits, bitmask):
     """-inf where a token's bit is 0 (bit t % 32 of int32 word t // 32, llguidance's layout), in place. Plain
     tensor ops: llguidance's own helper is torch.compile'd, which costs seconds per new batch size on a CPU."""
@@ -87,7 +95,7 @@ class RecordConstraint:
     def __init__(self, schema, tokenizer, fast_forward=True, conditions=()):
         self.fast_forward = fast_forward
         self.ll_tokenizer = _ll_tokenizer(tokenizer)
-        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(record_json_schema(schema, conditions))
+        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(grammar_json_schema(schema, conditions))
         self.matchers = []
         self.executor = llguidance.LLExecutor()
 

@@ -15,6 +15,7 @@ from difflm.metrics.plots import plot_columns, plot_pair_trends
 from difflm.metrics.privacy import dcr_share, exact_copy_rate
 from difflm.metrics.utility import mle
 from difflm.run_dir import atomic_write_text
+from difflm.text_evaluation import evaluate_texts, format_text_report, write_text_report
 
 
 def privacy_splits(frames, seed):
@@ -33,7 +34,9 @@ def privacy_splits(frames, seed):
 def evaluate(schema, synthetic, frames, target=None, seed=0, grid=False, sampling=None, references=True):
     """All metrics of `synthetic` against the run's real train/test splits, with the seconds each took.
     `references`: also score real rows (the training table's MLE, a real holdout's DCR, copies and coverage)
-    as the yardstick; the training-time callback leaves them out."""
+    as the yardstick; the training-time callback leaves them out. Code and tool records: evaluate_texts."""
+    if schema.record_type != "table":
+        return evaluate_texts(schema, synthetic, frames, seed, sampling, references)
     train, test = frames["train"], frames["test"]
     seconds, report = {}, {"rows": len(synthetic), "seed": seed}
 
@@ -77,6 +80,8 @@ def evaluate(schema, synthetic, frames, target=None, seed=0, grid=False, samplin
 
 def write_report(schema, report, synthetic, real_train, folder):
     """report.json, columns.png and pair_trends.png in `folder`; returns their paths."""
+    if schema.record_type != "table":
+        return write_text_report(schema, report, synthetic, real_train, folder)
     folder = Path(folder)
     pair_scores = report.pop("_pair_scores")
     paths = {"report": folder / "report.json", "columns": folder / "columns.png",
@@ -89,6 +94,8 @@ def write_report(schema, report, synthetic, real_train, folder):
 
 def format_report(report):
     """A short table for the terminal."""
+    if "record_type" in report:
+        return format_text_report(report)
     lines = []
     if "validity" in report:
         lines.append(f"validity              {report['validity']['validity']:.1%}")

@@ -13,6 +13,7 @@ from difflm.callbacks.evaluation import DownstreamEvaluation
 from difflm.callbacks.reconstruction import ReconstructionAccuracy
 from difflm.datamodules.records import (RecordCollator, RecordDataModule, common_prefix, llm_token_ids,
                                         load_run_data, prepare_run_data, record_texts)
+from difflm.datamodules.record_types import load_schema
 from difflm.errors import UserError
 from difflm.latents import cached_latents
 from difflm.modules.base import lr_factor
@@ -152,11 +153,12 @@ def train(cfg):
         timings[stage] = round(time.perf_counter() - started, 1)
     result = {"seconds": timings, "seconds_per_step": step_seconds, "metrics": metrics}
     if cfg.stage == "all":
-        out = cfg.sample.out or run.root / "samples.csv"
+        out = cfg.sample.out or run.root / ("samples.csv" if load_schema(run.schema).record_type == "table"
+                                            else "samples.jsonl")
         started = time.perf_counter()
         schema, records, stats = sample_to_file(cfg, run, cfg.sample.n, out, cfg.seed)
         timings["sample"] = round(time.perf_counter() - started, 1)
         _, frames = load_run_data(run)
-        print_summary(schema, frames["train"], schema.records_to_frame(records), stats, timings, step_seconds, out)
+        print_summary(schema, frames, schema.records_to_frame(records), stats, timings, step_seconds, out)
         result["sample"] = stats
     return result

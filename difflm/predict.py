@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from difflm.conditions import check_satisfiable, parse_conditions
 from difflm.config import plain
 from difflm.datamodules.records import load_run_data
-from difflm.datamodules.schema import Schema
+from difflm.datamodules.record_types import load_schema
 from difflm.errors import UserError
 from difflm.guidance import make_conditioning
 from difflm.run_dir import atomic_write, atomic_write_text
@@ -185,7 +185,7 @@ def sample_to_file(cfg, run, n, out, seed, resume=False, conditions=None):
     parts, sizes, conditions = parts_dir(out), chunk_sizes(n, s.batch_size), dict(conditions or {})
     for stage in ("prior", "decoder"):
         run.best(stage)  # a clear error now if a stage is not trained
-    schema = Schema.load(run.schema)
+    schema = load_schema(run.schema)
     conditioning = load_conditioning(run, schema, conditions, s, seed)  # bad conditions fail before any work
     done = None
     if launched_rank() == 0:

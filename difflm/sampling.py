@@ -15,7 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from difflm.config import plain
-from difflm.datamodules.schema import InvalidRecord, Schema
+from difflm.datamodules.record_types import schema_from_dict
+from difflm.datamodules.schema import InvalidRecord
 from difflm.errors import UserError
 from difflm.modules.decoder import DecoderModule
 from difflm.modules.prior import PriorModule
@@ -33,7 +34,7 @@ def load_generator(run, device=None):
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     prior = PriorModule.load_from_checkpoint(run.best("prior"), map_location=device).eval()
     decoder = DecoderModule.load_from_checkpoint(run.best("decoder"), map_location=device).to(device).eval()
-    return Schema.from_dict(decoder.hparams.schema), prior, decoder
+    return schema_from_dict(decoder.hparams.schema), prior, decoder
 
 
 def decoding_options(sample_cfg):
@@ -94,6 +95,9 @@ def sample_chunk(schema, prior, decoder, rows, generator, batch_size, max_rounds
         if failures.most_common(1)[0][0].startswith("condition not met"):
             fix = ("Use sample.condition_mode=records, guided or decoding: with constrained=true the grammar writes "
                    "the condition")
+        elif not schema.has_grammar:
+            fix = (f"{schema.record_type} records have no grammar, so every text must pass on its own: train the "
+                   "decoder longer or raise sample.max_rounds")
         else:
             fix = "Train the decoder longer, use sample.constrained=true, or raise sample.max_rounds"
         raise SamplingError(f"only {len(records)} of {rows} rows were valid after {max_rounds} rounds of "

@@ -2,6 +2,8 @@
 
 import pandas as pd
 
+from difflm.text_evaluation import evaluate_texts, format_text_report
+
 
 def column_gaps(schema, real, synthetic):
     """Per column: total variation distance of the category shares (categorical/boolean) or of a
@@ -23,13 +25,17 @@ def column_gaps(schema, real, synthetic):
     return pd.DataFrame(rows)
 
 
-def print_summary(schema, real, synthetic, stats, timings, step_seconds, out):
-    gaps = column_gaps(schema, real, synthetic)
+def print_summary(schema, frames, synthetic, stats, timings, step_seconds, out):
     print(f"\nwrote {len(synthetic)} rows to {out}")
     print(f"validity {stats['validity']:.1%} ({stats['generated']} generated), "
           f"{stats['rows_per_second']} rows/s; failures: {stats['failures'] or 'none'}")
     print("seconds per stage: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     print("median seconds per training step: " + ", ".join(f"{k} {v}" for k, v in step_seconds.items()))
+    if schema.record_type != "table":
+        report = evaluate_texts(schema, synthetic, frames, sampling=stats)
+        print(format_text_report(report))
+        return report
+    gaps = column_gaps(schema, frames["train"], synthetic)
     print(f"mean total variation distance per column: {gaps.tvd.mean():.3f}")
     print(gaps.to_string(index=False))
     return gaps

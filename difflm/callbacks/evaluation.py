@@ -20,6 +20,8 @@ def fast_metrics(schema, synthetic, frames, target, seed):
     """The metrics of a small synthetic table (difflm.evaluation.evaluate with the fast MLE setting and no real
     references), flat for logging; and the per-pair trend scores, for the plot."""
     report = evaluate(schema, synthetic, frames, target, seed, references=False)
+    if schema.record_type != "table":  # code / tool measures, the numeric ones
+        return {k: v for k, v in report["measures"].items() if isinstance(v, (int, float)) and v is not None}, None
     metrics = {}
     if "mle" in report:
         metrics[f"mle_{report['mle']['synthetic']['metric']}"] = report["mle"]["synthetic"]["score"]
@@ -69,7 +71,7 @@ class DownstreamEvaluation(PeriodicEvaluation):
         synthetic = schema.records_to_frame(records)
         fast, pair_scores = fast_metrics(schema, synthetic, frames, self.target, self.seed)
         metrics.update(fast)
-        if self.plots_dir is not None:
+        if self.plots_dir is not None and schema.record_type == "table":
             folder = Path(self.plots_dir) / f"step-{trainer.global_step}"
             plots = {"columns": folder / "columns.png", "pair_trends": folder / "pair_trends.png"}
             plot_columns(schema, frames["train"], synthetic, plots["columns"])

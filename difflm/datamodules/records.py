@@ -5,8 +5,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from difflm.datamodules.record_types import load_records, load_schema
 from difflm.datamodules.schema import TEXT_FORMATS, Schema, infer_schema
-from difflm.datamodules.sources import load_tables
+from difflm.datamodules.text_schema import TextSchema
 from difflm.errors import UserError
 from difflm.modules.projectors import IGNORE_INDEX
 from difflm.run_dir import atomic_write
@@ -22,7 +23,7 @@ def prepare_run_data(data_cfg, run, seed):
     """
     if run.schema.is_file() and all(run.split(s).is_file() for s in SPLITS[:3]):
         return load_run_data(run)
-    train, test = load_tables(data_cfg, seed)
+    record_type, train, test = load_records(data_cfg, seed)
     holdout = train.sample(frac=data_cfg.holdout_fraction, random_state=seed)
     train = train.drop(holdout.index)
     if data_cfg.max_rows is not None and len(train) > data_cfg.max_rows:
@@ -31,6 +32,17 @@ def prepare_run_data(data_cfg, run, seed):
     train = train.drop(val.index)
     if len(val) == 0:
         raise UserError(f"data.source {data_cfg.source} has {len(train)} rows: too few for a validation split")
+    schema = table_schema(data_cfg, train) if record_type == "table" else text_schema(data_cfg, record_type, train)
+    run.data.mkdir(parents=True, exist_ok=True)
+    for name, frame in zip(SPLITS, (train, val, test, holdout)):
+        frame = schema.records_to_frame(frame[schema.names].to_dict("records"))
+        atomic_write(run.split(name), lambda tmp, f=frame: f.to_parquet(tmp, index=False))
+    schema.save(run.schema)
+    return load_run_data(run)
+
+
+def table_schema(data_cfg, train):
+    """The schema of a table: data.schema's file, or inferred from the training rows."""
     source = data_cfg.source
     if data_cfg.text_format not in TEXT_FORMATS:
         raise UserError(f"data.text_format={data_cfg.text_format} is not one of {', '.join(TEXT_FORMATS)}")
@@ -42,19 +54,21 @@ def prepare_run_data(data_cfg, run, seed):
         raise UserError(f"data.schema {data_cfg.schema} names columns that {source} lacks: {absent}")
     if data_cfg.target is not None and data_cfg.target not in schema.names:
         raise UserError(f"data.target '{data_cfg.target}' is not a column of {source}: one of {schema.names}")
-    run.data.mkdir(parents=True, exist_ok=True)
-    for name, frame in zip(SPLITS, (train, val, test, holdout)):
-        frame = schema.records_to_frame(frame[schema.names].to_dict("records"))
-        atomic_write(run.split(name), lambda tmp, f=frame: f.to_parquet(tmp, index=False))
-    schema.save(run.schema)
-    return load_run_data(run)
+    return schema
+
+
+def text_schema(data_cfg, record_type, train):
+    if data_cfg.target is not None:
+        raise UserError(f"data.target={data_cfg.target}: {record_type} records have no columns to predict; "
+                        "set data.target=null")
+    return TextSchema.for_records(record_type, train["text"].tolist())
 
 
 def load_run_data(run):
     """(schema, {split: DataFrame}) as saved in the run directory."""
     if not run.schema.is_file():
         raise UserError(f"{run.root} has no schema.json: run `python train.py stage=vae run={run.root}` first")
-    schema = Schema.load(run.schema)
+    schema = load_schema(run.schema)
     frames = {name: pd.read_parquet(run.split(name)) for name in SPLITS if run.split(name).is_file()}
     frames.setdefault("holdout", frames["train"].iloc[:0])  # runs made before the holdout split
     return schema, frames

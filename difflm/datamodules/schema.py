@@ -75,6 +75,7 @@ class Schema:
     text_format: str = "object"
     version: int = SCHEMA_VERSION
     names: list[str] = field(init=False, repr=False)
+    has_grammar = True  # constrained decoding can follow it (record_json_schema)
 
     def __post_init__(self):
         self.names = [column.name for column in self.columns]

@@ -5,6 +5,7 @@ import ast
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 
 from difflm.metrics.distributions import ks_error, tv_error
 from difflm.metrics.similarity import copy_rates, diversity, tokens
@@ -57,6 +58,12 @@ def structure_errors(real_texts, synthetic_texts):
                                          sum((s["node_types"] for s in synthetic), Counter()))
     errors = {key: round(value, 3) for key, value in errors.items()}
     return {"structure_error": round(float(np.mean(list(errors.values()))), 3), **errors}
+
+
+def code_features(texts):
+    """The numeric structural features of the texts that parse, one row each (for plots)."""
+    return pd.DataFrame([{name: structure(t)[name] for name in NUMERIC_FEATURES} for t in texts if parses(t)],
+                        columns=list(NUMERIC_FEATURES))
 
 
 def code_report(synthetic_texts, train_texts, near=0.8):

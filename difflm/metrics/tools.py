@@ -5,10 +5,11 @@ import json
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 
 from difflm.datamodules.tools import load_tool
 from difflm.metrics.distributions import ks_error, tv_error
-from difflm.metrics.similarity import copy_rates, diversity
+from difflm.metrics.similarity import copy_rates, diversity, tokens
 
 EXPECTED_PARAMETER_FIELDS = ("type", "description")
 
@@ -53,6 +54,17 @@ def distribution_errors(real_tools, synthetic_tools):
     if real[2] and synthetic[2]:
         errors["required_share_error"] = ks_error(real[2], synthetic[2])
     return {key: None if value is None else round(value, 3) for key, value in errors.items()}
+
+
+def tool_features(texts):
+    """Per valid tool definition: its parameter count, required count and description length in tokens (plots)."""
+    rows = []
+    for tool, problems in map(load_tool, texts):
+        if not problems:
+            rows.append({"parameters": len(tool["parameters"]["properties"]),
+                         "required": len(tool["parameters"]["required"]),
+                         "description_tokens": len(tokens(tool["description"]))})
+    return pd.DataFrame(rows, columns=["parameters", "required", "description_tokens"])
 
 
 def tool_report(synthetic_texts, train_texts, near=0.8):

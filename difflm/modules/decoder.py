@@ -5,7 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from difflm.constraint import RecordConstraint
-from difflm.datamodules.schema import Schema
+from difflm.datamodules.record_types import schema_from_dict
 from difflm.modules.base import StageModule
 from difflm.modules.encoder import reparameterize
 from difflm.modules.generate import generate_texts
@@ -72,8 +72,10 @@ class DecoderModule(StageModule):
         self._plain = None  # the adapters changed
 
     def constraint(self, conditions=()):
-        """The record grammar for these conditions (built once each: about a second)."""
+        """The record grammar for these conditions (built once each: about a second); None for a record type that
+        has none (code: its texts are checked after decoding, and the sampler rejects those that do not parse)."""
         if conditions not in self._constraints:
-            self._constraints[conditions] = RecordConstraint(Schema.from_dict(self.hparams.schema), self.tokenizer,
-                                                             conditions=conditions)
+            schema = schema_from_dict(self.hparams.schema)
+            self._constraints[conditions] = (RecordConstraint(schema, self.tokenizer, conditions=conditions)
+                                             if schema.has_grammar else None)
         return self._constraints[conditions]
