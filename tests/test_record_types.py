@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from difflm.callbacks.evaluation import fast_metrics
 from difflm.conditions import parse_conditions
 from difflm.config import compose
 from difflm.datamodules.code_source import code_table, top_level_functions
@@ -145,6 +146,8 @@ def test_tool_records_train_and_sample_as_valid_definitions_and_are_measured(too
     paths = write_report(schema, report, synthetic, frames["train"], tmp_path)
     assert json.loads(paths["report"].read_text())["record_type"] == "tool" and paths["features"].is_file()
     assert "schema_validity" in format_report(report)
+    logged, _ = fast_metrics(schema, synthetic, frames, None, 0)  # what the evaluation callback logs as eval/...
+    assert logged["schema_validity"] == 1 and all(isinstance(v, (int, float)) for v in logged.values())
     with pytest.raises(UserError, match="conditions apply to tables only"):
         parse_conditions(schema, {"name": "GetTable"})
 

@@ -21,7 +21,7 @@ def fast_metrics(schema, synthetic, frames, target, seed):
     references), flat for logging; and the per-pair trend scores, for the plot."""
     report = evaluate(schema, synthetic, frames, target, seed, references=False)
     if schema.record_type != "table":  # code / tool measures, the numeric ones
-        return {k: v for k, v in report["measures"].items() if isinstance(v, (int, float)) and v is not None}, None
+        return {k: v for k, v in report["measures"].items() if isinstance(v, (int, float))}, None
     metrics = {}
     if "mle" in report:
         metrics[f"mle_{report['mle']['synthetic']['metric']}"] = report["mle"]["synthetic"]["score"]
