@@ -8,6 +8,7 @@ from pathlib import Path
 
 from difflm.datamodules.text_schema import capped_unique
 from difflm.errors import UserError
+from difflm.metrics.code import syntax_error
 
 # folders of the standard library that are tests, demos or vendored code rather than the library itself
 SKIPPED_FOLDERS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "site-packages", "__pycache__", "ensurepip"}
@@ -57,10 +58,8 @@ def check_code_table(frame, source):
     for index, text in frame["text"].items():
         if not isinstance(text, str):
             raise UserError(f"data file {source}: the text of record {index} is not a string")
-        try:
-            ast.parse(text)
-        except (SyntaxError, ValueError) as error:
-            detail = getattr(error, "msg", str(error))
-            raise UserError(f"data file {source}: record {index} does not parse as Python ({detail}): "
-                            "fix or remove it") from None
+        reason = syntax_error(text)
+        if reason is not None:
+            raise UserError(f"data file {source}: record {index} does not parse as Python ({reason}): "
+                            "fix or remove it")
     return frame["text"].tolist()

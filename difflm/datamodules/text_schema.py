@@ -3,7 +3,6 @@ It says which texts are valid records and what a record's canonical text is, and
 grammar where the structure is fixed (tools: the tool-definition JSON schema). Code has no grammar: a text is a
 record when `ast.parse` accepts it, and the sampler rejects and regenerates the rest."""
 
-import ast
 import json
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import pandas as pd
 
 from difflm.datamodules.schema import SCHEMA_VERSION, SEPARATORS, InvalidRecord
 from difflm.datamodules.tools import load_tool, tool_definition, tool_limits
+from difflm.metrics.code import syntax_error
 from difflm.metrics.similarity import tokens
 
 TEXT_RECORD_TYPES = ("code", "tool")
@@ -70,10 +70,9 @@ class TextSchema:
     def parse(self, text):
         """{"text": the canonical text} of a valid record, or raise InvalidRecord saying why it is not one."""
         if self.record_type == "code":
-            try:
-                ast.parse(text)
-            except (SyntaxError, ValueError) as error:
-                raise InvalidRecord("does not parse as Python", getattr(error, "msg", str(error))) from None
+            reason = syntax_error(text)
+            if reason is not None:
+                raise InvalidRecord("does not parse as Python", reason)
             return {"text": text}
         tool, problems = load_tool(text)
         if tool is None:

@@ -10,7 +10,7 @@ import re
 
 import pandas as pd
 
-from difflm.datamodules.tools import load_tool
+from difflm.datamodules.tools import load_tool, tool_problems
 from difflm.errors import UserError
 
 JSON_TYPES = {"string": "string", "timestamp": "string", "blob": "string", "integer": "integer", "long": "integer",
@@ -63,7 +63,7 @@ def read_botocore_tools():
         model = loader.load_service_model(service, "service-2")
         for name in sorted(model["operations"]):
             tool = operation_tool(model, model["operations"][name])
-            if tool["description"] and not load_tool(json.dumps(tool))[1]:
+            if tool["description"] and not tool_problems(tool):
                 tools.append(tool)
     return tools
 

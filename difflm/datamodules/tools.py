@@ -27,9 +27,9 @@ def tool_definition(limits=None):
     item = {"type": "object", "properties": {"type": {"enum": list(PARAMETER_TYPES)},
                                              "description": _string(limits.get("parameter_description"))},
             "required": ["type", "description"], "additionalProperties": False}
-    enum = {"type": "array", "items": _string(limits.get("enum_value")), "minItems": 1,
-            **({"maxItems": limits["enum_values"]} if limits else {})}
-    enum = {"enum": enum} if limits.get("enum_values", 1) else {}  # none in training: none in the grammar
+    enum_values = {"type": "array", "items": _string(limits.get("enum_value")), "minItems": 1,
+                   **({"maxItems": limits["enum_values"]} if limits else {})}
+    enum = {"enum": enum_values} if limits.get("enum_values", 1) else {}  # none in training: none in the grammar
     parameter = {"type": "object",
                  "properties": {**item["properties"], **enum, "items": {"$ref": "#/$defs/item"}},
                  "required": ["type", "description"], "additionalProperties": False}

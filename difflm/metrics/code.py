@@ -13,12 +13,19 @@ from difflm.metrics.similarity import copy_rates, diversity, tokens
 NUMERIC_FEATURES = ("lines", "tokens", "arguments", "depth")
 
 
-def parses(text):
+def syntax_error(text):
+    """Why `ast.parse` refuses the text (None if it accepts it): the one Python check of validity, measures and data."""
     try:
         ast.parse(text)
-        return True
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: null bytes
-        return False
+        return None
+    except SyntaxError as error:
+        return error.msg
+    except (ValueError, RecursionError, MemoryError) as error:  # ValueError: null bytes; the others: deep nesting
+        return str(error) or type(error).__name__
+
+
+def parses(text):
+    return syntax_error(text) is None
 
 
 def parse_rate(texts):
