@@ -121,6 +121,12 @@ def _checked(key, old, new):
     return new
 
 
+def _record_type_section(cfg):
+    """The budget preset's section for this record type (by_record_type.<data.record_type>) merged over cfg."""
+    section = cfg.by_record_type.get(cfg.data.record_type)
+    return _merge(cfg, section) if section is not None else cfg
+
+
 def compose(argv, config_dir=CONFIG_DIR):
     """The resolved configuration for a command line (list of key=value strings)."""
     overrides = parse_overrides(argv)
@@ -142,12 +148,16 @@ def compose(argv, config_dir=CONFIG_DIR):
     for group, choice in choices.items():
         if choice is not None:
             cfg = OmegaConf.merge(cfg, _group_file(group, choice, config_dir))
+    cfg = _record_type_section(cfg)
     if saved_cfg is not None:
         cfg = OmegaConf.merge(cfg, saved_cfg)
     OmegaConf.set_struct(cfg, True)
-    for group, choice in selected.items():
-        cfg = _merge(cfg, _group_file(group, choice, config_dir))
-        cfg.defaults[group] = str(choice)
+    OmegaConf.set_struct(cfg.by_record_type, False)  # a budget chosen on the command line brings its own keys
+    for group in (group for group in GROUPS if group in selected):  # data, model, budget: whatever the order typed
+        cfg = _merge(cfg, _group_file(group, selected[group], config_dir))
+        cfg.defaults[group] = str(selected[group])
+    if selected:
+        cfg = _record_type_section(cfg)
     for key, value in dotted:
         missing = object()
         old = OmegaConf.select(cfg, key, default=missing)

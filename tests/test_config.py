@@ -42,6 +42,17 @@ def test_data_path_selects_the_user_table_preset(tmp_path):
     assert cfg.data.source == "some/people.csv" and cfg.data.name == "people" and cfg.data.target is None
 
 
+def test_a_budget_sets_steps_by_record_type_whatever_the_order_typed(tmp_path):
+    table = compose([f"run={tmp_path}", "budget=cpu60"])
+    code = compose([f"run={tmp_path}", "budget=cpu60", "data=code"])
+    tools = compose([f"run={tmp_path}", "data=tools", "budget=cpu60"])
+    assert code.decoder.max_steps < table.decoder.max_steps and tools.decoder.max_steps < table.decoder.max_steps
+    assert code.decoder.max_steps == table.by_record_type.code.decoder.max_steps
+    assert tools.data.max_rows is None and compose([f"run={tmp_path}", "budget=cpu60", "data=tools"]) == tools
+    assert compose([f"run={tmp_path}", "data=code", "budget=cpu60", "decoder.max_steps=9"]).decoder.max_steps == 9
+    assert compose([f"run={tmp_path}", "data=code"]).decoder.max_steps == compose([f"run={tmp_path}"]).decoder.max_steps
+
+
 def test_saved_run_config_is_the_base(tmp_path):
     first = compose([f"run={tmp_path}", "model=tiny", "vae.max_steps=5"])
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(first))

@@ -40,10 +40,13 @@ def test_an_unknown_schedule_is_a_clear_error():
         lr_factor("linear", 0, 10)
 
 
+@pytest.mark.parametrize("data", ["adult", "code", "tools"])
 @pytest.mark.parametrize("budget", sorted(p.stem for p in (Path(__file__).parent.parent / "configs/budget").glob("*.yaml")))
-def test_every_budget_preset_composes_with_schedules_train_accepts(budget):
-    cfg = compose([f"budget={budget}"])
+def test_every_budget_preset_composes_with_schedules_train_accepts(budget, data):
+    cfg = compose([f"budget={budget}", f"data={data}"])
     for stage in ("vae", "prior", "decoder"):
         factor = lr_factor(cfg[stage].lr_schedule, cfg[stage].warmup_steps, cfg[stage].max_steps)
         assert 0 < factor(cfg[stage].warmup_steps) <= 1 and factor(cfg[stage].max_steps // 2) > 0
         assert cfg[stage].warmup_steps < cfg[stage].max_steps  # the warm-up ends inside the stage
+        # the last step is validated, so the best checkpoint can be the fully decayed one
+        assert cfg[stage].max_steps % cfg[stage].val_every_n_steps == 0, stage
