@@ -167,8 +167,8 @@ def _plain(value, column):
     """A JSON-ready Python value for a table cell (None for missing)."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    if column.kind == "integer":
-        return int(value)
+    if column.kind == "integer":  # 39.0 (a CSV column with gaps) is 39; 39.5 stays 39.5, which check refuses
+        return value if isinstance(value, float) and not value.is_integer() else int(value)
     if column.kind == "float":
         value = float(value)
         return round(value, column.decimals) if column.decimals is not None else value
