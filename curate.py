@@ -60,7 +60,8 @@ def main(argv):
     report_path = out.with_name(out.name + ".curation.json")
     atomic_write_text(report_path, json.dumps({"in": str(args["in"]), "out": str(out), **report}, indent=2))
     counts = ", ".join(f"{name} {report['dropped'][name]}" for name in FILTERS if name in report["dropped"])
-    print(f"kept {report['kept_rows']} of {report['input_rows']} records ({counts} dropped); wrote {out}, {report_path}")
+    print(f"kept {report['kept_rows']} of {report['input_rows']} records ({counts} dropped); "
+          f"wrote {out}, {report_path}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Sample records from a trained run: python sample.py run=runs/adult n=1000 out=synthetic.csv seed=0
-[condition.<column>=<value | [values] | lo..hi> ...] [resume=true] [evaluate=true [grid=true]]
+[method=difflm|vae|finetune] [condition.<column>=<value | [values] | lo..hi> ...] [resume=true]
+[evaluate=true [grid=true]]
 [sample.<key>=...] [trainer.devices=N trainer.strategy=ddp]
 condition: every row meets it (e.g. condition.income='>50K' condition.age=30..40), see sample.condition_mode;
 resume: continue an interrupted run from its finished chunks (<out>.parts/); evaluate: also write report.json
@@ -39,8 +40,9 @@ def main(argv):
         raise UserError("give a condition as condition.<column>=<value>, e.g. condition.income='>50K'")
     # every other argument is a key of the run's config, e.g. sample.temperature=0.7 (a misspelt
     # conditions.<column>= lands here too, and is refused as an unknown key)
-    cfg = compose([arg for arg in argv if arg.partition("=")[0] not in SAMPLE_ARGS
-                   and not arg.startswith("condition.")])
+    # method=finetune is short for sample.method=finetune
+    cfg = compose([f"sample.{arg}" if arg.startswith("method=") else arg for arg in argv
+                   if arg.partition("=")[0] not in SAMPLE_ARGS and not arg.startswith("condition.")])
     sampled = sample_to_file(cfg, run, n, out, seed, resume, conditions)
     if sampled is None:  # another process of a multi-device run: the first one writes and reports
         return

@@ -44,6 +44,7 @@ from difflm.evaluation import evaluate  # noqa: E402
 from difflm.latents import cached_latents  # noqa: E402
 from difflm.metrics.density import density_errors  # noqa: E402
 from difflm.metrics.utility import mle  # noqa: E402
+from difflm.modules.prior import StandardNormalPrior  # noqa: E402
 from difflm.pipeline import build_decoder, train  # noqa: E402
 from difflm.run_dir import STAGES, RunDir, atomic_write, atomic_write_text  # noqa: E402
 from difflm.sampling import decoding_options, load_generator, sample_records  # noqa: E402
@@ -97,16 +98,6 @@ def train_stage_here(stage, run, overrides):
     atomic_write_text(run.root / "fidelity" / f"stage-{stage}.json", json.dumps(record, indent=2))
 
 
-class StandardNormal:
-    """The VAE's own prior, N(0, I), with the diffusion prior's sampling interface (the no_prior ablation)."""
-
-    def __init__(self, latent_dim, device):
-        self.latent_dim, self.device = latent_dim, device
-
-    def sample(self, n, generator=None):
-        return seeded.randn((n, self.latent_dim), generator, self.device)
-
-
 class PosteriorMeans:
     """Draws the cached encoder means of random training records (the posterior_means diagnostic)."""
 
@@ -125,7 +116,7 @@ def generators(cfg, run, schema, frames, variants):
     """{variant: (prior, decoder)}; the trained models shared between variants."""
     _, prior, decoder = load_generator(run)
     models = {"difflm": (prior, decoder),
-              "no_prior": (StandardNormal(prior.hparams.latent_dim, prior.device), decoder)}
+              "no_prior": (StandardNormalPrior(prior.hparams.latent_dim, prior.device), decoder)}
     if "no_decoder_stage" in variants:
         untrained, _ = build_decoder(cfg, run)
         models["no_decoder_stage"] = (prior, untrained.to(decoder.device).eval())

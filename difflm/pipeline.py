@@ -5,6 +5,7 @@ import time
 
 import lightning as L
 import torch
+from omegaconf import OmegaConf
 
 from difflm import config as config_io
 from difflm.config import plain
@@ -19,19 +20,27 @@ from difflm.latents import cached_latents
 from difflm.modules.base import lr_factor
 from difflm.modules.decoder import DecoderModule
 from difflm.modules.llm import load_tokenizer
-from difflm.modules.prior import PriorModule
+from difflm.modules.prior import PriorModule, StandardNormalPrior
 from difflm.modules.vae import VAEModule, load_vae_parts
-from difflm.run_dir import STAGES, RunDir, atomic_write_text, link_upstream, unlink_borrowed
+from difflm.run_dir import BASELINE_STAGES, STAGES, RunDir, atomic_write_text, link_upstream, unlink_borrowed
 from difflm.predict import sample_to_file
 from difflm.sampling import decoding_options
 from difflm.summary import print_summary
 from difflm.trainer import make_trainer, resume_path
 
 
+def stage_config(cfg, stage):
+    """A stage's config section. finetune is the decoder stage reading no latent (GReaT-style fine-tuning), with the
+    decoder's budget, so the two compare at equal cost."""
+    if stage == "finetune":
+        return OmegaConf.merge(cfg.decoder, {"use_latent": False})
+    return cfg[stage]
+
+
 def fit_stage(cfg, run, stage, module, data, callbacks=()):
     """Fit one stage (resuming from its last checkpoint if there is one). Its final metrics (the last value of
     everything it logged) go to <run>/<stage>/metrics.json; returns them with the median seconds per step."""
-    trainer = make_trainer(cfg, run, stage, cfg[stage], callbacks)
+    trainer = make_trainer(cfg, run, stage, stage_config(cfg, stage), callbacks)
     trainer.fit(module, data, ckpt_path=resume_path(run, stage))
     metrics = {name: round(float(value), 6) for name, value in sorted(trainer.callback_metrics.items())}
     metrics["seconds_per_step"] = trainer.step_timer.median
@@ -48,11 +57,13 @@ def decoding_setup(cfg, tokenizer, texts, max_length, length_factor=1.5):
 
 
 def downstream_evaluation(cfg, run, this_stage):
-    """The eval/... callback of the prior or decoder stage; it needs the other of the two trained already."""
+    """The eval/... callback of the prior, decoder or finetune stage; the first two need the other trained already."""
     other_stage, other_class = ("decoder", DecoderModule) if this_stage == "prior" else ("prior", PriorModule)
     loaded = {}
 
     def pick_models(module):
+        if this_stage == "finetune":  # its decoder reads no latent
+            return StandardNormalPrior(module.hparams.model["latent_dim"], module.device), module
         if other_stage not in loaded:
             loaded[other_stage] = (other_class.load_from_checkpoint(run.best(other_stage), map_location=module.device)
                                    .eval() if run.has(other_stage) else None)
@@ -96,8 +107,9 @@ def train_prior(cfg, run):
     return fit_stage(cfg, run, "prior", module, data, [downstream_evaluation(cfg, run, "prior")])
 
 
-def build_decoder(cfg, run):
-    """(the decoder stage's module as it starts training: LoRA adapters at zero, the VAE's projector; its data)."""
+def build_decoder(cfg, run, stage="decoder"):
+    """(the decoder (or finetune) stage's module as it starts training: LoRA adapters at zero, the VAE's projector;
+    its data)."""
     vae_hparams, _, _, projector_state = load_vae_parts(run.best("vae"))
     model = vae_hparams["model"]
     for key in ("llm", "encoder", "latent_dim", "injection", "prefix_tokens"):
@@ -110,7 +122,7 @@ def build_decoder(cfg, run):
     tokenizer = load_tokenizer(model["llm"]["source"])
     texts = {s: record_texts(schema, frames[s]) for s in ("train", "val")}
     max_new_tokens, prompt_ids = decoding_setup(cfg, tokenizer, texts["train"], model["max_length"])
-    module = DecoderModule(model, plain(cfg.decoder), schema.to_dict(), max_new_tokens, prompt_ids)
+    module = DecoderModule(model, plain(stage_config(cfg, stage)), schema.to_dict(), max_new_tokens, prompt_ids)
     module.projector.load_state_dict(projector_state)
     items = {s: [{"text": t, "mu": mu, "logvar": lv} for t, mu, lv in zip(texts[s], *latents[s])]
              for s in ("train", "val")}
@@ -124,18 +136,24 @@ def train_decoder(cfg, run):
     return fit_stage(cfg, run, "decoder", module, data, [downstream_evaluation(cfg, run, "decoder")])
 
 
-STAGE_FUNCTIONS = {"vae": train_vae, "prior": train_prior, "decoder": train_decoder}
+def train_finetune(cfg, run):
+    module, data = build_decoder(cfg, run, "finetune")
+    return fit_stage(cfg, run, "finetune", module, data, [downstream_evaluation(cfg, run, "finetune")])
+
+
+STAGE_FUNCTIONS = {"vae": train_vae, "prior": train_prior, "decoder": train_decoder, "finetune": train_finetune}
 
 
 def train(cfg):
     """Run cfg.stage in cfg.run; returns seconds and median seconds per step of each stage (and the
     sampling statistics for stage=all)."""
-    if cfg.stage not in (*STAGES, "all"):
-        raise UserError(f"stage='{cfg.stage}' is not one of {', '.join(STAGES)}, all")
+    if cfg.stage not in (*STAGES, *BASELINE_STAGES, "all"):
+        raise UserError(f"stage='{cfg.stage}' is not one of {', '.join((*STAGES, *BASELINE_STAGES))}, all")
     run = RunDir(cfg.run)
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     for stage in stages:  # a bad schedule fails here, not after the data and earlier stages are written
-        lr_factor(cfg[stage].lr_schedule, cfg[stage].warmup_steps, cfg[stage].max_steps)
+        section = stage_config(cfg, stage)
+        lr_factor(section.lr_schedule, section.warmup_steps, section.max_steps)
     if cfg.upstream:
         link_upstream(run, cfg.upstream, stages)
     unlink_borrowed(run, stages)

@@ -25,7 +25,7 @@ from difflm.errors import UserError
 from difflm.guidance import make_conditioning
 from difflm.run_dir import atomic_write, atomic_write_text
 from difflm.sampling import (checked_output_path, chunk_generator, chunk_sizes, decoding_options, load_generator,
-                             merge_stats, sample_chunk, write_table)
+                             merge_stats, method_stages, sample_chunk, write_table)
 
 # the writer names each chunk by its index, not by the sampler's batch indices
 warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
@@ -65,8 +65,8 @@ def manifest(cfg, run, n, seed, conditions):
     s = cfg.sample
     return {"n": n, "seed": seed, "batch_size": s.batch_size, "max_rounds": s.max_rounds,
             "decoding": decoding_options(s), "conditions": conditions, "condition_mode": s.condition_mode,
-            "condition_oversample": plain(s.condition_oversample), "prior": checkpoint("prior"),
-            "decoder": checkpoint("decoder")}
+            "condition_oversample": plain(s.condition_oversample), "method": s.method,
+            **{stage: checkpoint(stage) for stage in method_stages(s.method)}}
 
 
 def prepare_parts(parts, expected, resume):
@@ -133,7 +133,8 @@ class SamplingModule(L.LightningModule):
     def setup(self, stage):
         self.trainer.strategy.barrier()  # the first process has prepared the parts folder
         self.todo = [k for k in range(len(self.sizes)) if k not in finished_chunks(self.parts)]
-        self.schema, self.prior, self.decoder = load_generator(self.run, self.trainer.strategy.root_device)
+        self.schema, self.prior, self.decoder = load_generator(self.run, self.trainer.strategy.root_device,
+                                                               self.sample_cfg.method)
         if self.trainer.world_size > 1 and self.device.type == "cpu":  # the processes share the cores
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.trainer.num_devices))
 
@@ -183,8 +184,11 @@ def sample_to_file(cfg, run, n, out, seed, resume=False, conditions=None):
     see difflm.conditions). Returns (schema, records, stats) in the first process and None in the others."""
     started, s, out = time.perf_counter(), cfg.sample, checked_output_path(out)
     parts, sizes, conditions = parts_dir(out), chunk_sizes(n, s.batch_size), dict(conditions or {})
-    for stage in ("prior", "decoder"):
+    for stage in method_stages(s.method):
         run.best(stage)  # a clear error now if a stage is not trained
+    if conditions and s.condition_mode == "guided" and s.method == "finetune":
+        raise UserError("sample.condition_mode=guided steers the latent, which method=finetune does not read: "
+                        "use sample.condition_mode=records, decoding or reject")
     schema = load_schema(run.schema)
     conditioning = load_conditioning(run, schema, conditions, s, seed)  # bad conditions fail before any work
     done = None

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from difflm.errors import UserError
 
-STAGES = ("vae", "prior", "decoder")
+STAGES = ("vae", "prior", "decoder")  # stage=all trains these, in this order
+BASELINE_STAGES = ("finetune",)  # trained only when asked: the decoder with no latent (sample.py method=finetune)
 
 
 def atomic_write(path, write):
@@ -75,7 +76,7 @@ def link_upstream(run, upstream, trained_stages):
         raise UserError(f"upstream={upstream.root} is the run itself: give this run its own run=")
     run.root.mkdir(parents=True, exist_ok=True)
     sources = [upstream.schema, upstream.data, upstream.latents,
-               *(upstream.stage(s) for s in STAGES if s not in trained_stages)]
+               *(upstream.stage(s) for s in (*STAGES, *BASELINE_STAGES) if s not in trained_stages)]
     for source in sources:
         target = run.root / source.name
         if source.exists() and not target.exists() and not target.is_symlink():

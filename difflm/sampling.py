@@ -19,7 +19,7 @@ from difflm.datamodules.record_types import schema_from_dict
 from difflm.datamodules.schema import InvalidRecord
 from difflm.errors import UserError
 from difflm.modules.decoder import DecoderModule
-from difflm.modules.prior import PriorModule
+from difflm.modules.prior import PriorModule, StandardNormalPrior
 from difflm.run_dir import atomic_write
 
 DECODING_KEYS = ("temperature", "max_new_tokens", "constrained", "weights")
@@ -29,11 +29,28 @@ class SamplingError(UserError):
     pass
 
 
-def load_generator(run, device=None):
-    """(schema, prior, decoder) from a run directory's best checkpoints, on `device` (default: cuda if available)."""
+# sample.method: the stages each reads. difflm: the diffusion prior's latents -> the decoder; vae: N(0, I) latents ->
+# the same decoder (what the prior adds); finetune: the decoder fine-tuned with no latent (train.py stage=finetune)
+METHOD_STAGES = {"difflm": ("prior", "decoder"), "vae": ("decoder",), "finetune": ("finetune",)}
+
+
+def method_stages(method):
+    """The run stages sample.method reads, or a UserError naming the methods."""
+    if method not in METHOD_STAGES:
+        raise UserError(f"method='{method}' is not one of {', '.join(METHOD_STAGES)}")
+    return METHOD_STAGES[method]
+
+
+def load_generator(run, device=None, method="difflm"):
+    """(schema, prior, decoder) of a sampling method from a run directory's best checkpoints, on `device` (default:
+    cuda if available)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    prior = PriorModule.load_from_checkpoint(run.best("prior"), map_location=device).eval()
-    decoder = DecoderModule.load_from_checkpoint(run.best("decoder"), map_location=device).to(device).eval()
+    *prior_stage, decoder_stage = method_stages(method)
+    decoder = DecoderModule.load_from_checkpoint(run.best(decoder_stage), map_location=device).to(device).eval()
+    if prior_stage:
+        prior = PriorModule.load_from_checkpoint(run.best("prior"), map_location=device).eval()
+    else:
+        prior = StandardNormalPrior(decoder.hparams.model["latent_dim"], device)
     return schema_from_dict(decoder.hparams.schema), prior, decoder
 
 

@@ -74,3 +74,14 @@ class PriorModule(StageModule):
         else:
             x = diffusion.sample_euler_ancestral(self.denoise, x, sigmas, generator)
         return x * self.std + self.mean
+
+
+class StandardNormalPrior:
+    """The VAE's own prior, N(0, I), with PriorModule's sampling interface: sample.py method=vae (what the
+    diffusion prior adds), and the latent of method=finetune, whose decoder reads none."""
+
+    def __init__(self, latent_dim, device):
+        self.latent_dim, self.device = latent_dim, torch.device(device)
+
+    def sample(self, n, generator=None):
+        return seeded.randn((n, self.latent_dim), generator, self.device)
