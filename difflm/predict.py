@@ -66,6 +66,7 @@ def manifest(cfg, run, n, seed, conditions):
     return {"n": n, "seed": seed, "batch_size": s.batch_size, "max_rounds": s.max_rounds,
             "decoding": decoding_options(s), "conditions": conditions, "condition_mode": s.condition_mode,
             "condition_oversample": plain(s.condition_oversample), "method": s.method,
+            **({"prompt": plain(s.prompt)} if s.method == "prompt" else {}),
             **{stage: checkpoint(stage) for stage in method_stages(s.method)}}
 
 
@@ -134,7 +135,7 @@ class SamplingModule(L.LightningModule):
         self.trainer.strategy.barrier()  # the first process has prepared the parts folder
         self.todo = [k for k in range(len(self.sizes)) if k not in finished_chunks(self.parts)]
         self.schema, self.prior, self.decoder = load_generator(self.run, self.trainer.strategy.root_device,
-                                                               self.sample_cfg.method)
+                                                               self.sample_cfg.method, plain(self.sample_cfg.prompt))
         if self.trainer.world_size > 1 and self.device.type == "cpu":  # the processes share the cores
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.trainer.num_devices))
 
@@ -186,8 +187,8 @@ def sample_to_file(cfg, run, n, out, seed, resume=False, conditions=None):
     parts, sizes, conditions = parts_dir(out), chunk_sizes(n, s.batch_size), dict(conditions or {})
     for stage in method_stages(s.method):
         run.best(stage)  # a clear error now if a stage is not trained
-    if conditions and s.condition_mode == "guided" and s.method == "finetune":
-        raise UserError("sample.condition_mode=guided steers the latent, which method=finetune does not read: "
+    if conditions and s.condition_mode == "guided" and s.method in ("finetune", "prompt"):
+        raise UserError(f"sample.condition_mode=guided steers the latent, which method={s.method} does not read: "
                         "use sample.condition_mode=records, decoding or reject")
     schema = load_schema(run.schema)
     conditioning = load_conditioning(run, schema, conditions, s, seed)  # bad conditions fail before any work

@@ -20,6 +20,7 @@ from difflm.datamodules.schema import InvalidRecord
 from difflm.errors import UserError
 from difflm.modules.decoder import DecoderModule
 from difflm.modules.prior import PriorModule, StandardNormalPrior
+from difflm.prompting import prompt_generator
 from difflm.run_dir import atomic_write
 
 DECODING_KEYS = ("temperature", "max_new_tokens", "constrained", "weights")
@@ -30,8 +31,9 @@ class SamplingError(UserError):
 
 
 # sample.method: the stages each reads. difflm: the diffusion prior's latents -> the decoder; vae: N(0, I) latents ->
-# the same decoder (what the prior adds); finetune: the decoder fine-tuned with no latent (train.py stage=finetune)
-METHOD_STAGES = {"difflm": ("prior", "decoder"), "vae": ("decoder",), "finetune": ("finetune",)}
+# the same decoder (what the prior adds); finetune: the decoder fine-tuned with no latent (train.py stage=finetune);
+# prompt: the instruct LLM prompted with examples, no training (difflm.prompting)
+METHOD_STAGES = {"difflm": ("prior", "decoder"), "vae": ("decoder",), "finetune": ("finetune",), "prompt": ()}
 
 
 def method_stages(method):
@@ -41,10 +43,12 @@ def method_stages(method):
     return METHOD_STAGES[method]
 
 
-def load_generator(run, device=None, method="difflm"):
+def load_generator(run, device=None, method="difflm", prompt=None):
     """(schema, prior, decoder) of a sampling method from a run directory's best checkpoints, on `device` (default:
-    cuda if available)."""
+    cuda if available); method=prompt takes `prompt`, the sample.prompt settings."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if method_stages(method) == ():
+        return prompt_generator(run, device, prompt)
     *prior_stage, decoder_stage = method_stages(method)
     decoder = DecoderModule.load_from_checkpoint(run.best(decoder_stage), map_location=device).to(device).eval()
     if prior_stage:

@@ -36,7 +36,7 @@ def _ragged_forward(llm, embeds, run_lengths, cache):
 
 @torch.no_grad()
 def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5, generator=None, prompt_ids=None,
-                   constraint=None, stats=None):
+                   constraint=None, stats=None, prompts=None):
     """Decode one text per latent row of z, continuing `prompt_ids` (default: the start token; the tokens
     every training record starts with, when known); a row stops at EOS, after max_new_tokens, or when the
     constraint says its record is complete.
@@ -46,24 +46,29 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
     separators) are not drawn at all: they are read by the model together, in one forward pass. A pass reads
     every row's unread tokens, however many, with no padding computed (see ragged); the vocabulary head runs
     only at each row's last token, and finished rows leave the batch. `stats` (a dict) receives forward
-    passes and drawn and forced tokens."""
+    passes and drawn and forced tokens.
+
+    `prompts` (one token list per row) are read in place of the start token: instructions of different lengths
+    (sample.py method=prompt); the texts returned are still the records only."""
     batch, device = z.shape[0], z.device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     prompt_ids = list(prompt_ids or [start_token_id(tokenizer)])
     if constraint is not None:
         constraint.start(batch, prompt_ids[1:])
-    start = torch.tensor(prompt_ids, dtype=torch.long, device=device).expand(batch, -1)
+    prompts = prompts or [prompt_ids[:1]] * batch
+    start, lengths = _pad_runs([prompt + prompt_ids[1:] for prompt in prompts], pad, device)
     inputs = projector.llm_inputs(llm, z, start, torch.ones_like(start))
     cache = RaggedCache(batch, device)
     if inputs["past_key_values"] is not None:  # the latent as cached key/value slots (kv_memory)
         cache.prefill([(layer.keys, layer.values) for layer in inputs["past_key_values"].layers])
     embeds = inputs["inputs_embeds"]
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    lengths = lengths + (embeds.shape[1] - start.shape[1])  # a soft prompt's virtual tokens come first
     rows = list(range(batch))  # the z row of each batch position still decoding
     generated = [[] for _ in range(batch)]
     done = [False] * batch
     counts = {"forward_passes": 1, "drawn_tokens": 0, "forced_tokens": 0}
     with ragged_attention_enabled(llm):
-        logits = _ragged_forward(llm, embeds, torch.full((batch,), embeds.shape[1], device=device), cache)
+        logits = _ragged_forward(llm, embeds, lengths, cache)
         while True:
             draw_logits = constraint.mask(logits, rows) if constraint is not None else logits
             tokens = sample_token(draw_logits, temperature, generator).tolist()

@@ -79,6 +79,14 @@ class InputEmbed(nn.Module):
 PROJECTORS = {"soft_prompt": SoftPrompt, "kv_memory": KVMemory, "input_embed": InputEmbed}
 
 
+class NoLatent(nn.Module):
+    """No latent: the tokens' own embeddings (sample.py method=prompt, whose rows differ by their prompts)."""
+
+    def llm_inputs(self, llm, z, input_ids, attention_mask, labels=None, past_key_values=None):
+        return dict(inputs_embeds=llm.get_input_embeddings()(input_ids), attention_mask=attention_mask, labels=labels,
+                    past_key_values=past_key_values)
+
+
 def build_projector(injection, latent_dim, llm_config, prefix_tokens, output_std=None):
     """The projector for `injection`; with output_std, initialised so that for z ~ N(0, I) its outputs have
     that scale (the LLM's token-embedding std): a prefix far larger than real tokens would drown them."""
