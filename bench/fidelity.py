@@ -192,15 +192,22 @@ def stage_title(stage, record):
     return f"{stage} (from {record['from']})" if "from" in record else stage
 
 
-def markdown(result):
-    header = ["", *[title for _, title, _ in METRICS]]
+def markdown_rows(rows, extra=()):
+    """A Markdown table of {row title: summarise(...)}: mean ± std of METRICS and the `extra` (key, title, format)."""
+    metrics = [*METRICS, *extra]
+    header = ["", *[title for _, title, _ in metrics]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, summary in result["rows"].items():
+    for name, summary in rows.items():
         cells = [name]
-        for key, _, fmt in METRICS:
+        for key, _, fmt in metrics:
             entry = summary.get(key)
             cells.append("—" if entry is None else f"{fmt.format(entry['mean'])} ± {fmt.format(entry['std'])}")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(result):
+    lines = [markdown_rows(result["rows"]).rstrip("\n")]
     stages = result["stages"]
     lines += ["", "| stage | seconds | s/step | peak RSS GiB | peak CUDA GiB |", "|---|---|---|---|---|"]
     lines += [f"| {stage_title(s, v)} | {v['seconds']} | {v.get('seconds_per_step')} | {v.get('peak_rss_gib')} | "
