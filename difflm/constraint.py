@@ -132,3 +132,9 @@ class RecordConstraint:
     def complete(self, row):
         """Whether the row's record is finished: nothing but end-of-sequence may follow, so it needs no more passes."""
         return self.matchers[row].is_stopped()
+
+
+def record_constraint(schema, tokenizer, conditions=()):
+    """The record grammar's constraint for these conditions (about a second to build); None for a record type that has
+    none (code: its texts are checked after decoding, and the sampler rejects those that do not parse)."""
+    return RecordConstraint(schema, tokenizer, conditions=conditions) if schema.has_grammar else None

@@ -12,8 +12,8 @@ from difflm.config import plain
 from difflm.callbacks.beta import BetaBacktracking
 from difflm.callbacks.evaluation import DownstreamEvaluation
 from difflm.callbacks.reconstruction import ReconstructionAccuracy
-from difflm.datamodules.records import (RecordCollator, RecordDataModule, common_prefix, llm_token_ids,
-                                        load_run_data, prepare_run_data, record_texts)
+from difflm.datamodules.records import (RecordCollator, RecordDataModule, decoding_setup, load_run_data,
+                                        prepare_run_data, record_texts)
 from difflm.datamodules.record_types import load_schema
 from difflm.errors import UserError
 from difflm.latents import cached_latents
@@ -48,14 +48,6 @@ def fit_stage(cfg, run, stage, module, data, callbacks=()):
     return metrics
 
 
-def decoding_setup(cfg, tokenizer, texts, max_length, length_factor=1.5):
-    """(max_new_tokens, prompt_ids) for decoding records like `texts`: sample.max_new_tokens or length_factor x
-    the longest record in tokens, and the tokens every record starts with."""
-    token_ids = [llm_token_ids(tokenizer, t, max_length) for t in texts]
-    longest = max(map(len, token_ids))
-    return cfg.sample.max_new_tokens or int(longest * length_factor) + 8, common_prefix(token_ids)
-
-
 def downstream_evaluation(cfg, run, this_stage):
     """The eval/... callback of the prior, decoder or finetune stage; the first two need the other trained already."""
     other_stage, other_class = ("decoder", DecoderModule) if this_stage == "prior" else ("prior", PriorModule)
@@ -87,7 +79,8 @@ def train_vae(cfg, run):
                             collate, cfg.vae.batch_size, cfg.seed)
     beta = BetaBacktracking(cfg.vae.beta_max, cfg.vae.beta_min, cfg.vae.beta_decay, cfg.vae.beta_patience)
     # a reconstruction longer than the longest record cannot be exact: no need to decode further
-    max_new_tokens, prompt_ids = decoding_setup(cfg, module.tokenizer, texts["train"], cfg.model.max_length, 1.0)
+    max_new_tokens, prompt_ids = decoding_setup(module.tokenizer, texts["train"], cfg.model.max_length,
+                                                cfg.sample.max_new_tokens, 1.0)
     reconstruction = ReconstructionAccuracy(schema, frames["val"].head(cfg.evaluation.rows).to_dict("records"),
                                             collate, max_new_tokens, prompt_ids, cfg.evaluation.every_n_steps,
                                             cfg.sample.batch_size)
@@ -121,7 +114,8 @@ def build_decoder(cfg, run, stage="decoder"):
     latents = cached_latents(run, schema, frames, cfg.prior.encode_batch_size)
     tokenizer = load_tokenizer(model["llm"]["source"])
     texts = {s: record_texts(schema, frames[s]) for s in ("train", "val")}
-    max_new_tokens, prompt_ids = decoding_setup(cfg, tokenizer, texts["train"], model["max_length"])
+    max_new_tokens, prompt_ids = decoding_setup(tokenizer, texts["train"], model["max_length"],
+                                                cfg.sample.max_new_tokens)
     module = DecoderModule(model, plain(stage_config(cfg, stage)), schema.to_dict(), max_new_tokens, prompt_ids)
     module.projector.load_state_dict(projector_state)
     items = {s: [{"text": t, "mu": mu, "logvar": lv} for t, mu, lv in zip(texts[s], *latents[s])]

@@ -15,8 +15,8 @@ import torch
 from omegaconf import OmegaConf
 
 from difflm import seeded
-from difflm.constraint import RecordConstraint
-from difflm.datamodules.records import common_prefix, llm_token_ids, load_run_data, record_texts
+from difflm.constraint import record_constraint
+from difflm.datamodules.records import decoding_setup, load_run_data, record_texts
 from difflm.datamodules.schema import InvalidRecord
 from difflm.modules.generate import generate_texts
 from difflm.modules.llm import load_llm, load_tokenizer, native_dtype
@@ -129,9 +129,7 @@ class PromptDecoder:
     def __init__(self, source, llm_source, max_length, device):
         self.source, self.device, self.tokenizer = source, torch.device(device), source.tokenizer
         self.llm_source, self._llm, self._constraints = llm_source, None, {}
-        token_ids = [llm_token_ids(self.tokenizer, text, max_length) for text in source.texts]
-        self.prompt_ids = common_prefix(token_ids)
-        self.max_new_tokens = int(max(map(len, token_ids)) * 1.5) + 8
+        self.max_new_tokens, self.prompt_ids = decoding_setup(self.tokenizer, source.texts, max_length)
 
     def llm(self, weights):
         dtype = torch.float32 if weights in ("as_trained", "float32") else (
@@ -142,9 +140,7 @@ class PromptDecoder:
 
     def constraint(self, conditions):
         if conditions not in self._constraints:
-            schema = self.source.schema
-            self._constraints[conditions] = (RecordConstraint(schema, self.tokenizer, conditions=conditions)
-                                             if schema.has_grammar else None)
+            self._constraints[conditions] = record_constraint(self.source.schema, self.tokenizer, conditions)
         return self._constraints[conditions]
 
     @torch.no_grad()

@@ -88,6 +88,14 @@ def llm_token_ids(tokenizer, text, max_length):
     return [start_token_id(tokenizer), *ids, tokenizer.eos_token_id]
 
 
+def decoding_setup(tokenizer, texts, max_length, max_new_tokens=None, length_factor=1.5):
+    """(max_new_tokens, prompt_ids) for decoding records like `texts`: max_new_tokens or length_factor x the longest
+    record in tokens, and the tokens every record starts with."""
+    token_ids = [llm_token_ids(tokenizer, t, max_length) for t in texts]
+    longest = max(map(len, token_ids))
+    return max_new_tokens or int(longest * length_factor) + 8, common_prefix(token_ids)
+
+
 def common_prefix(sequences):
     """The longest token prefix every sequence shares, always one token shorter than the shortest sequence
     (so the end of a record is never part of it). Sampling feeds it as the prompt instead of drawing it."""

@@ -4,7 +4,7 @@ VAE's), trained on (z from the frozen encoder, text). Its checkpoint holds only 
 import torch
 from peft import LoraConfig, get_peft_model
 
-from difflm.constraint import RecordConstraint
+from difflm.constraint import record_constraint
 from difflm.datamodules.record_types import schema_from_dict
 from difflm.modules.base import StageModule
 from difflm.modules.encoder import reparameterize
@@ -72,10 +72,8 @@ class DecoderModule(StageModule):
         self._plain = None  # the adapters changed
 
     def constraint(self, conditions=()):
-        """The record grammar for these conditions (built once each: about a second); None for a record type that
-        has none (code: its texts are checked after decoding, and the sampler rejects those that do not parse)."""
+        """The record grammar for these conditions, built once each (constraint.record_constraint)."""
         if conditions not in self._constraints:
             schema = schema_from_dict(self.hparams.schema)
-            self._constraints[conditions] = (RecordConstraint(schema, self.tokenizer, conditions=conditions)
-                                             if schema.has_grammar else None)
+            self._constraints[conditions] = record_constraint(schema, self.tokenizer, conditions)
         return self._constraints[conditions]
