@@ -92,10 +92,11 @@ def _ll_tokenizer(tokenizer):
 class RecordConstraint:
     """One matcher per row being decoded; `mask(logits, rows)` and `advance(tokens, rows)` around each step."""
 
-    def __init__(self, schema, tokenizer, fast_forward=True, conditions=()):
+    def __init__(self, schema, tokenizer, fast_forward=True, conditions=(), grammar=None):
+        """The record grammar of `schema` (and `conditions`), or `grammar`, an llguidance grammar of other text."""
         self.fast_forward = fast_forward
         self.ll_tokenizer = _ll_tokenizer(tokenizer)
-        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(grammar_json_schema(schema, conditions))
+        self.grammar = grammar or llguidance.LLMatcher.grammar_from_json_schema(grammar_json_schema(schema, conditions))
         self.matchers = []
         self.executor = llguidance.LLExecutor()
 

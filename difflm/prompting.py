@@ -2,7 +2,8 @@
 a task specification, `sample.prompt.examples` in-context examples drawn from the training records, and
 `sample.prompt.conditions` condition-value pairs drawn from the real marginals (conditional prompting, for
 diversity), decoded under the record grammar, so every row is valid. With `sample.prompt.steer` the condition values
-are drawn towards those the rows so far under-cover (dataset-wise decomposition).
+are drawn towards those the rows so far under-cover (dataset-wise decomposition); with `sample.prompt.by_column` a
+table row is written one column per chat turn (sample-wise decomposition, difflm.column_dialogue).
 
 Each row's prompt follows from one seed (which examples, which columns, which values): PromptSource.sample draws the
 seeds, in the place of the prior's latents, and PromptDecoder.generate reads them, in the place of the decoder, so
@@ -15,9 +16,11 @@ import torch
 from omegaconf import OmegaConf
 
 from difflm import seeded
+from difflm.column_dialogue import ColumnDialogue
 from difflm.constraint import record_constraint
-from difflm.datamodules.records import decoding_setup, load_run_data, record_texts
+from difflm.datamodules.records import decoding_setup, load_run_data, record_texts, start_token_id
 from difflm.datamodules.schema import InvalidRecord
+from difflm.errors import UserError
 from difflm.modules.generate import generate_texts
 from difflm.modules.llm import load_llm, load_tokenizer, native_dtype
 from difflm.modules.projectors import NoLatent
@@ -54,8 +57,12 @@ class PromptSource:
     """The prompts' seeds, drawn like latents; the prompt of a seed; and, with `steer`, the condition values the
     rows so far under-cover."""
 
-    def __init__(self, schema, train, tokenizer, name, examples, conditions, steer, device):
+    def __init__(self, schema, train, tokenizer, name, examples, conditions, steer, device, by_column=False):
         self.schema, self.tokenizer, self.device = schema, tokenizer, torch.device(device)
+        if by_column and schema.record_type != "table":
+            raise UserError(f"sample.prompt.by_column writes table rows, not {schema.record_type} records: "
+                            "set sample.prompt.by_column=false")
+        self.dialogue = ColumnDialogue(schema, tokenizer) if by_column else None
         self.texts = record_texts(schema, train)
         self.task = task_specification(schema, name)
         self.examples, self.steer = min(examples, len(self.texts)), steer
@@ -95,7 +102,7 @@ class PromptSource:
         values = self.condition_values(rng)
         if values:
             parts.append("The new row has " + ", ".join(f"{k} = {_plain(v)}" for k, v in values.items()) + ".")
-        parts.append("Write one new record.")
+        parts.append(self.dialogue.instruction() if self.dialogue else "Write one new record.")
         return [{"role": "system", "content": self.task}, {"role": "user", "content": "\n".join(parts)}]
 
     def prompt_ids(self, seed):
@@ -147,9 +154,17 @@ class PromptDecoder:
     def generate(self, z, generator=None, stats=None, temperature=1.0, max_new_tokens=None, constrained=False,
                  weights="auto", conditions=()):
         prompts = [self.source.prompt_ids(seed) for seed in z[:, 0].tolist()]
-        constraint = self.constraint(tuple(conditions)) if constrained else None
-        texts = generate_texts(self.llm(weights), NoLatent(), self.tokenizer, z, max_new_tokens or self.max_new_tokens,
-                               temperature, generator, self.prompt_ids, constraint, stats, prompts=prompts)
+        max_new_tokens, prompt_ids = max_new_tokens or self.max_new_tokens, self.prompt_ids
+        dialogue = self.source.dialogue
+        if dialogue:  # its grammar asks the questions, so it is always constrained; the answers start at once
+            constraint, prompt_ids = dialogue.constraint(tuple(conditions)), [start_token_id(self.tokenizer)]
+            max_new_tokens += dialogue.separator_tokens
+        else:
+            constraint = self.constraint(tuple(conditions)) if constrained else None
+        texts = generate_texts(self.llm(weights), NoLatent(), self.tokenizer, z, max_new_tokens, temperature,
+                               generator, prompt_ids, constraint, stats, prompts=prompts)
+        if dialogue:
+            texts = [dialogue.record_text(text) for text in texts]
         if self.source.steer:
             self.source.observe(texts)
         return texts
@@ -161,5 +176,5 @@ def prompt_generator(run, device, settings):
     schema, frames = load_run_data(run)
     tokenizer = load_tokenizer(saved.model.llm.source)
     source = PromptSource(schema, frames["train"], tokenizer, saved.data.name, settings["examples"],
-                          settings["conditions"], settings["steer"], device)
+                          settings["conditions"], settings["steer"], device, settings["by_column"])
     return schema, source, PromptDecoder(source, saved.model.llm.source, saved.model.max_length, device)

@@ -41,11 +41,12 @@ def test_finetune_trains_the_decoder_with_no_latent_and_the_decoders_budget(with
     assert torch.equal(decoder.read(z), torch.zeros_like(z))  # whatever latent comes, the decoder reads zeros
 
 
-@pytest.mark.parametrize("method", ["difflm", "vae", "finetune", "prompt"])
+@pytest.mark.parametrize("method", ["difflm", "vae", "finetune", "prompt", "prompt+by_column"])
 def test_every_method_samples_valid_rows(with_finetune, tmp_path, capsys, method):
     run, _ = with_finetune
     out = tmp_path / f"{method}.csv"
-    sample_cli.main([f"run={run.root}", "n=12", f"out={out}", f"method={method}", "seed=3"])
+    options = ["sample.prompt.by_column=true"] if method.endswith("+by_column") else []
+    sample_cli.main([f"run={run.root}", "n=12", f"out={out}", f"method={method.split('+')[0]}", "seed=3", *options])
     rows = pd.read_csv(out)
     assert len(rows) == 12 and "validity 100.0%" in capsys.readouterr().out
 
@@ -124,3 +125,17 @@ def test_rows_with_prompts_of_different_lengths_decode_as_they_would_alone():
     together = generate_texts(llm, NoLatent(), tokenizer, z, 12, temperature=0, prompts=prompts)
     alone = [generate_texts(llm, NoLatent(), tokenizer, z[:1], 12, temperature=0, prompts=[p])[0] for p in prompts]
     assert together == alone and all(text for text in together)
+
+
+def test_compare_keeps_each_prompt_variants_tables_under_its_own_settings():
+    from bench.compare import method_settings
+    prompt = {"examples": 4, "conditions": 2, "steer": False, "by_column": False}
+    assert method_settings("difflm", prompt) == ("difflm", prompt, "difflm")
+    assert method_settings("vae", prompt)[2] == "no_prior"  # bench/fidelity.py's tables of the same sampler
+    method, settings, folder = method_settings("prompt+by_column", prompt)
+    assert method == "prompt" and settings == {**prompt, "by_column": True}
+    assert folder == "prompt+by_column-4examples-2conditions"
+    assert method_settings("prompt", {**prompt, "examples": 8})[2] == "prompt-8examples-2conditions"
+    for name in ("vae+steer", "prompt+columns", "gan"):
+        with pytest.raises(SystemExit, match=f"'{name.replace('+', '[+]')}' is none of"):
+            method_settings(name, prompt)
