@@ -6,7 +6,7 @@ python bench/fidelity.py --run runs/cpu60 [--tables 5] [--rows N] [--ablations n
                          [--baselines tvae] [--stages vae,prior,decoder] [train.py overrides, e.g. budget=cpu60]
 python bench/fidelity.py --run runs/cpu60-lr --stages decoder upstream=runs/cpu60 decoder.lr=1e-4
                          (trains only the decoder; the data, VAE and prior are the upstream run's)
--> bench/results/fidelity-<run name>.json and .md
+-> bench/results/fidelity-<run name, or --name>.json and .md
 
 Protocol: data.holdout_fraction=0.5 trains on one half of Adult's training file and holds the other half out for
 DCR; MLE is XGBoost (the protocol's grid) trained on each synthetic table and scored on the real test file.
@@ -130,11 +130,9 @@ def generators(cfg, run, schema, frames, variants):
 
 def sample_table(cfg, run, schema, prior, decoder, variant, seed, rows):
     """Table `seed` of a variant (sampled once, then read back) and its sampling statistics."""
-    folder = run.root / "fidelity" / variant
-    table, stats_path = folder / f"table-{seed}.parquet", folder / f"table-{seed}.json"
-    if table.is_file() and stats_path.is_file() and json.loads(stats_path.read_text())["rows"] == rows:
+    table, stats_path = run.fidelity_table(variant, seed, rows)
+    if table.is_file() and stats_path.is_file():
         return pd.read_parquet(table), json.loads(stats_path.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
     records, stats = sample_records(schema, prior, decoder, rows, seed=seed, batch_size=cfg.sample.batch_size,
                                     max_rounds=cfg.sample.max_rounds, **decoding_options(cfg.sample))
     frame = schema.records_to_frame(records)
@@ -145,9 +143,9 @@ def sample_table(cfg, run, schema, prior, decoder, variant, seed, rows):
 
 def baseline_table(schema, run, variant, seed, rows):
     """Table `seed` of an SDV baseline, as bench/sdv_baselines.py wrote it, with the schema's dtypes."""
-    table, stats = (run.root / "fidelity" / variant / f"table-{seed}.{suffix}" for suffix in ("parquet", "json"))
-    if not (table.is_file() and stats.is_file()) or json.loads(stats.read_text())["rows"] != rows:
-        raise SystemExit(f"{table} is missing or not {rows} rows: run bench/sdv_baselines.py --run {run.root} "
+    table, stats = run.fidelity_table(variant, seed, rows)
+    if not (table.is_file() and stats.is_file()):
+        raise SystemExit(f"{table} is missing: run bench/sdv_baselines.py --run {run.root} "
                          f"--rows {rows} --models {variant.removeprefix('sdv_')} first (see its docstring)")
     return schema.records_to_frame(pd.read_parquet(table).to_dict("records")), json.loads(stats.read_text())
 
@@ -226,6 +224,7 @@ def main(argv):
     parser.add_argument("--rows", type=int, default=None, help="rows per table (default: the training split's size)")
     parser.add_argument("--ablations", default=",".join(ABLATIONS), help=f"comma-separated, of {', '.join(ABLATIONS)}")
     parser.add_argument("--ablation-tables", type=int, default=None, help="tables per ablation (default: --tables)")
+    parser.add_argument("--name", help="of the result files, fidelity-<name>.json and .md (default: the run's name)")
     parser.add_argument("--baselines", default="", help="comma-separated SDV models whose tables "
                         "bench/sdv_baselines.py wrote into the run: tvae, ctgan, gaussian_copula")
     parser.add_argument("--stages", default=",".join(STAGES), help="the stages this run trains, comma-separated; "
@@ -284,7 +283,7 @@ def main(argv):
                    f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
         "difflm": __version__,
     }
-    name = run.root.name
+    name = args.name or run.root.name
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / f"fidelity-{name}.json", json.dumps(result, indent=2))
     atomic_write_text(RESULTS / f"fidelity-{name}.md", markdown(result))

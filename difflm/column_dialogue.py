@@ -3,10 +3,11 @@ table row in one chat turn per column, each turn answering the question for one 
 context. The user's turns are known in advance, so one grammar holds the whole dialogue: each column's value as JSON
 (constrained like that column of a record) on a line of its own, then the end of the assistant's turn, the next
 question and the start of the next answer, which the grammar forces and the decoder reads in one pass without drawing
-them. (The line break ends a number as a comma does in a record; llguidance 1.x cannot end a number with a drawn
-special token such as SmolLM2's end of turn, which is also its EOS.) One KV-cached
-decoding of the dialogue is therefore the same as asking the questions one call at a time, with no prompt read twice.
-The answers are then assembled into the row's record text."""
+them. One KV-cached decoding of the dialogue is therefore the same as asking the questions one call at a time, with
+no prompt read twice. The answers are then assembled into the row's record text.
+
+The line break ends a number as a comma does in a record: llguidance 1.x fails on a number ended by a drawn special
+token, such as SmolLM2's end of turn, which is also its EOS (tests/test_column_dialogue.py)."""
 
 import json
 import re
@@ -27,7 +28,7 @@ def turn_separator(tokenizer, text):
     """What follows an assistant answer up to the next answer: the end of its turn, the user's `text` and the start
     of the next assistant turn, in the tokenizer's chat template (plain lines for a model without one)."""
     if not getattr(tokenizer, "chat_template", None):
-        return f"\n\n{text}\n\n"
+        return f"\n{text}\n"
     turns = [{"role": "user", "content": "?"}, {"role": "assistant", "content": ANSWER_MARK},
              {"role": "user", "content": text}]
     rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)

@@ -5,6 +5,7 @@ runs/<name>/config.yaml   resolved configuration (with upstream=<run>, data and 
             data/         train / val / test splits (Parquet) as the stages saw them
             latents.pt    encoder means and log-variances of the train/val records (cached for prior and decoder)
             vae/ prior/ decoder/   best.ckpt, last.ckpt, logs
+            fidelity/<variant>/table-<seed>-<rows>rows.parquet (+ .json)   benchmark tables (bench/), kept to reuse
 """
 
 import os
@@ -55,6 +56,11 @@ class RunDir:
 
     def has(self, stage):
         return (self.stage(stage) / "best.ckpt").is_file() or self.last(stage).is_file()
+
+    def fidelity_table(self, variant, seed, rows):
+        """(table, statistics) paths of a benchmark's synthetic table: a variant's table `seed` of `rows` rows."""
+        stem = self.root / "fidelity" / variant / f"table-{seed}-{rows}rows"
+        return stem.with_suffix(".parquet"), stem.with_suffix(".json")
 
     def best(self, stage):
         """The stage's best checkpoint; a clear error if the stage has not been trained in this run."""
