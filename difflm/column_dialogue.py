@@ -54,7 +54,6 @@ class ColumnDialogue:
         self.decoded = [re.sub("|".join(map(re.escape, self.special_ids)), "", s) if self.special_ids else s
                         for s in self.separators]
         self.separator_tokens = sum(len(tokenizer(s, add_special_tokens=False).input_ids) for s in self.separators)
-        self._constraints = {}
 
     def instruction(self):
         """The end of the first user turn: how to answer, and the first column's question."""
@@ -71,10 +70,7 @@ class ColumnDialogue:
         return llguidance.grammar_from("lark", "\n".join(rules) + "\n")
 
     def constraint(self, conditions=()):
-        if conditions not in self._constraints:
-            self._constraints[conditions] = RecordConstraint(self.schema, self.tokenizer,
-                                                             grammar=self.grammar(conditions))
-        return self._constraints[conditions]
+        return RecordConstraint(self.schema, self.tokenizer, grammar=self.grammar(conditions))
 
     def record_text(self, text):
         """The record text of a decoded dialogue; an unfinished dialogue as it is (the sampler rejects it)."""

@@ -147,7 +147,9 @@ class PromptDecoder:
 
     def constraint(self, conditions):
         if conditions not in self._constraints:
-            self._constraints[conditions] = record_constraint(self.source.schema, self.tokenizer, conditions)
+            dialogue = self.source.dialogue
+            self._constraints[conditions] = (dialogue.constraint(conditions) if dialogue else
+                                             record_constraint(self.source.schema, self.tokenizer, conditions))
         return self._constraints[conditions]
 
     @torch.no_grad()
@@ -157,7 +159,7 @@ class PromptDecoder:
         max_new_tokens, prompt_ids = max_new_tokens or self.max_new_tokens, self.prompt_ids
         dialogue = self.source.dialogue
         if dialogue:  # its grammar asks the questions, so it is always constrained; the answers start at once
-            constraint, prompt_ids = dialogue.constraint(tuple(conditions)), [start_token_id(self.tokenizer)]
+            constraint, prompt_ids = self.constraint(tuple(conditions)), [start_token_id(self.tokenizer)]
             max_new_tokens += dialogue.separator_tokens
         else:
             constraint = self.constraint(tuple(conditions)) if constrained else None
