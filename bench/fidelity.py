@@ -66,6 +66,9 @@ METRICS = [
     ("validity", "validity", "{:.1%}"),
     ("rows_per_second", "rows/s", "{:.2f}"),
 ]
+# compared seed by seed with each baseline: (key, title, format, higher is better)
+PAIRED = [("mle_auc", "MLE AUC", "{:+.3f}", True), ("shape_error", "shape err %", "{:+.2f}", False),
+          ("trend_error_all_pairs", "trend err % (all pairs)", "{:+.2f}", False)]
 
 
 def peak_memory():
@@ -186,6 +189,30 @@ def summarise(per_table):
     return summary
 
 
+def paired_differences(ours, theirs):
+    """{metric: {"mean", "std", "sem", "values", "ahead"}} of ours - theirs over the seeds both have (tables are
+    paired by seed); `ahead` counts the seeds where ours is the better (higher AUC, lower error), `sem` is the
+    standard error of the mean difference."""
+    paired = {}
+    for key, _, _, higher_is_better in PAIRED:
+        values = [a[key] - b[key] for a, b in zip(ours, theirs)]
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            paired[key] = {"mean": statistics.fmean(values), "std": std, "sem": std / len(values) ** 0.5,
+                           "values": values, "ahead": sum((v > 0) == higher_is_better and v != 0 for v in values)}
+    return paired
+
+
+def markdown_paired(paired):
+    """One line per baseline: the mean difference ± its standard error, and on how many seeds DiffLM is ahead."""
+    lines = []
+    for baseline, differences in paired.items():
+        cells = [f"{title} {fmt.format(d['mean'])} ± {fmt.format(d['sem']).lstrip('+')} (ahead on {d['ahead']} of "
+                 f"{len(d['values'])})" for key, title, fmt, _ in PAIRED if (d := differences.get(key))]
+        lines.append(f"DiffLM - {baseline}, paired by seed (mean ± standard error): " + "; ".join(cells) + ".")
+    return lines
+
+
 def stage_title(stage, record):
     return f"{stage} (from {record['from']})" if "from" in record else stage
 
@@ -206,6 +233,8 @@ def markdown_rows(rows, extra=()):
 
 def markdown(result):
     lines = [markdown_rows(result["rows"]).rstrip("\n")]
+    if result.get("paired"):
+        lines += ["", *markdown_paired(result["paired"])]
     stages = result["stages"]
     lines += ["", "| stage | seconds | s/step | peak RSS GiB | peak CUDA GiB |", "|---|---|---|---|---|"]
     lines += [f"| {stage_title(s, v)} | {v['seconds']} | {v.get('seconds_per_step')} | {v.get('peak_rss_gib')} | "
@@ -275,6 +304,8 @@ def main(argv):
                  **{f"ablation: {v}": summarise(per_variant[v]) for v in args.ablations},
                  **{f"SDV {b.removeprefix('sdv_')}, same split": summarise(per_variant[b]) for b in baselines},
                  f"real data ({rows} rows)": summarise(real)},
+        "paired": {f"SDV {b.removeprefix('sdv_')}": paired_differences(per_variant["difflm"], per_variant[b])
+                   for b in baselines},
         "tables": args.tables, "ablation_tables": min(args.ablation_tables or args.tables, args.tables),
         "rows_per_table": rows, "train_rows": len(frames["train"]),
         "stages": stages, "train_seconds": round(sum(stages[s]["seconds"] or 0 for s in STAGES), 1),
