@@ -148,8 +148,9 @@ def baseline_table(schema, run, variant, seed, rows):
     """Table `seed` of an SDV baseline, as bench/sdv_baselines.py wrote it, with the schema's dtypes."""
     table, stats = run.fidelity_table(variant, seed, rows)
     if not (table.is_file() and stats.is_file()):
-        raise SystemExit(f"{table} is missing: run bench/sdv_baselines.py --run {run.root} "
-                         f"--rows {rows} --models {variant.removeprefix('sdv_')} first (see its docstring)")
+        model, refit = variant.removeprefix("sdv_").removesuffix("-refit"), variant.endswith("-refit")
+        raise SystemExit(f"{table} is missing: run bench/sdv_baselines.py --run {run.root} --rows {rows} "
+                         f"--models {model}{' --refit' if refit else ''} first (see its docstring)")
     return schema.records_to_frame(pd.read_parquet(table).to_dict("records")), json.loads(stats.read_text())
 
 
@@ -255,7 +256,8 @@ def main(argv):
     parser.add_argument("--ablation-tables", type=int, default=None, help="tables per ablation (default: --tables)")
     parser.add_argument("--name", help="of the result files, fidelity-<name>.json and .md (default: the run's name)")
     parser.add_argument("--baselines", default="", help="comma-separated SDV models whose tables "
-                        "bench/sdv_baselines.py wrote into the run: tvae, ctgan, gaussian_copula")
+                        "bench/sdv_baselines.py wrote into the run: tvae, ctgan, gaussian_copula, or tvae-refit "
+                        "(one fit per table, --refit)")
     parser.add_argument("--stages", default=",".join(STAGES), help="the stages this run trains, comma-separated; "
                         "the others are those of the run given as upstream=<run> among the overrides")
     parser.add_argument("--train-stage", choices=STAGES, help=argparse.SUPPRESS)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from bench.fidelity import markdown_paired, paired_differences
+from bench.fidelity import baseline_table, markdown_paired, paired_differences
+from difflm.run_dir import RunDir
 
 
 def table(mle, shape, trend):
@@ -30,3 +31,10 @@ def test_markdown_paired_reads_as_one_line_per_baseline():
     assert markdown_paired(paired) == [
         "DiffLM - SDV tvae, paired by seed (mean ± standard error): MLE AUC +0.010 ± 0.000 (ahead on 2 of 2); "
         "shape err % -9.00 ± 0.00 (ahead on 2 of 2); trend err % (all pairs) -7.00 ± 0.00 (ahead on 2 of 2)."]
+
+
+@pytest.mark.parametrize("variant, command", [("sdv_tvae", "--models tvae first"),
+                                              ("sdv_tvae-refit", "--models tvae --refit first")])
+def test_a_missing_baseline_table_says_which_command_writes_it(tmp_path, variant, command):
+    with pytest.raises(SystemExit, match=f"table-0-100rows.parquet is missing: .*--rows 100 {command}"):
+        baseline_table(schema=None, run=RunDir(tmp_path), variant=variant, seed=0, rows=100)
