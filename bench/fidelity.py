@@ -19,9 +19,13 @@ DCR; MLE is XGBoost (the protocol's grid) trained on each synthetic table and sc
                     to imitate (a diagnostic: it decodes near copies of training rows, so its DCR means nothing)
 Each stage runs in its own process, so its peak memory is its own; a stage the run has is not trained again,
 and every sampled table is kept under <run>/fidelity/, so an interrupted benchmark continues where it stopped.
+--previous <result.json> takes the scores of the tables an earlier result has (the same seeds of every variant) and
+samples only the rest, provided its models are the same as the run's, weight for weight (its "fingerprint"): where
+a machine trains the same run again bit for bit, five full-size tables can be gathered over two sittings.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -101,6 +105,36 @@ def train_stage_here(stage, run, overrides):
     atomic_write_text(run.root / "fidelity" / f"stage-{stage}.json", json.dumps(record, indent=2))
 
 
+def fingerprint(run, stages):
+    """{stage: the first 16 hex digits of a SHA-256 over its best checkpoint's weights}: equal when two runs trained
+    the same models (a checkpoint's other fields, e.g. times, do not count)."""
+    prints = {}
+    for stage in stages:
+        state = torch.load(run.best(stage), map_location="cpu", weights_only=False)["state_dict"]
+        digest = hashlib.sha256()
+        for key in sorted(state):
+            digest.update(key.encode())
+            digest.update(state[key].detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        prints[stage] = digest.hexdigest()[:16]
+    return prints
+
+
+def previous_tables(path, prints, rows):
+    """({variant: [scores of table 0, 1, ...]}, [real scores]) of an earlier result of the same models and size."""
+    if not path:
+        return {}, []
+    previous = json.loads(Path(path).read_text())
+    if "per_table" not in previous:
+        raise SystemExit(f"--previous {path} has no per-table scores (it predates them): sample its tables again")
+    if previous["rows_per_table"] != rows:
+        raise SystemExit(f"--previous {path} has tables of {previous['rows_per_table']} rows, not {rows}: give "
+                         f"--rows {previous['rows_per_table']} or sample them again")
+    if previous.get("fingerprint") != prints:
+        raise SystemExit(f"--previous {path} scored other models (fingerprint {previous.get('fingerprint')}, this "
+                         f"run's {prints}): its tables cannot stand for this run's")
+    return previous["per_table"], previous["real_per_table"]
+
+
 class PosteriorMeans:
     """Draws the cached encoder means of random training records (the posterior_means diagnostic)."""
 
@@ -148,9 +182,8 @@ def baseline_table(schema, run, variant, seed, rows):
     """Table `seed` of an SDV baseline, as bench/sdv_baselines.py wrote it, with the schema's dtypes."""
     table, stats = run.fidelity_table(variant, seed, rows)
     if not (table.is_file() and stats.is_file()):
-        model, refit = variant.removeprefix("sdv_").removesuffix("-refit"), variant.endswith("-refit")
-        raise SystemExit(f"{table} is missing: run bench/sdv_baselines.py --run {run.root} --rows {rows} "
-                         f"--models {model}{' --refit' if refit else ''} first (see its docstring)")
+        raise SystemExit(f"{table} is missing: run bench/sdv_baselines.py --run {run.root} "
+                         f"--rows {rows} --models {variant.removeprefix('sdv_')} first (see its docstring)")
     return schema.records_to_frame(pd.read_parquet(table).to_dict("records")), json.loads(stats.read_text())
 
 
@@ -161,7 +194,7 @@ def scores(report, stats):
             **{k: report["privacy"][k] for k in ("dcr_share", "exact_copy_rate")},
             "c2st_auc": report["detection"]["c2st_auc"],
             **{k: report["coverage"][k] for k in ("alpha_precision", "beta_recall")},
-            "validity": stats["validity"], "rows_per_second": stats["rows_per_second"]}
+            "validity": stats["validity"], "rows_per_second": stats["rows_per_second"], "seconds": stats["seconds"]}
 
 
 def real_scores(schema, frames, report, rows, target, seed):
@@ -256,10 +289,10 @@ def main(argv):
     parser.add_argument("--ablation-tables", type=int, default=None, help="tables per ablation (default: --tables)")
     parser.add_argument("--name", help="of the result files, fidelity-<name>.json and .md (default: the run's name)")
     parser.add_argument("--baselines", default="", help="comma-separated SDV models whose tables "
-                        "bench/sdv_baselines.py wrote into the run: tvae, ctgan, gaussian_copula, or tvae-refit "
-                        "(one fit per table, --refit)")
+                        "bench/sdv_baselines.py wrote into the run: tvae, ctgan, gaussian_copula")
     parser.add_argument("--stages", default=",".join(STAGES), help="the stages this run trains, comma-separated; "
                         "the others are those of the run given as upstream=<run> among the overrides")
+    parser.add_argument("--previous", help="an earlier result JSON of the same models whose tables to reuse")
     parser.add_argument("--train-stage", choices=STAGES, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
     run = RunDir(args.run)
@@ -286,10 +319,19 @@ def main(argv):
     variants = ["difflm", *args.ablations]
     models = generators(cfg, run, schema, frames, variants)
     baselines = [f"sdv_{b}" for b in args.baselines.split(",") if b]
+    prints = fingerprint(run, STAGES)
+    if "no_latent" in args.ablations:
+        prints["decoder (no_latent)"] = fingerprint(no_latent_run(run), ["decoder"])["decoder"]
+    previous, previous_real = previous_tables(args.previous, prints, rows)
     per_variant, real, sampling_seconds = {v: [] for v in [*variants, *baselines]}, [], 0.0
     for seed in range(args.tables):
         for variant in [*variants, *baselines]:
             if variant in args.ablations and seed >= (args.ablation_tables or args.tables):
+                continue
+            if seed < len(previous.get(variant, [])):
+                per_variant[variant].append(previous[variant][seed])
+                sampling_seconds += per_variant[variant][-1]["seconds"] if variant == "difflm" else 0
+                real += previous_real[seed:seed + 1] if variant == "difflm" else []
                 continue
             if variant in baselines:
                 table, stats = baseline_table(schema, run, variant, seed, rows)
@@ -309,6 +351,7 @@ def main(argv):
         "paired": {f"SDV {b.removeprefix('sdv_')}": paired_differences(per_variant["difflm"], per_variant[b])
                    for b in baselines},
         "tables": args.tables, "ablation_tables": min(args.ablation_tables or args.tables, args.tables),
+        "per_table": per_variant, "real_per_table": real, "fingerprint": prints, "previous": args.previous,
         "rows_per_table": rows, "train_rows": len(frames["train"]),
         "stages": stages, "train_seconds": round(sum(stages[s]["seconds"] or 0 for s in STAGES), 1),
         "sampling_seconds": round(sampling_seconds, 1), "config": plain(cfg), "overrides": overrides,

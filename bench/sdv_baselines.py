@@ -7,8 +7,6 @@ SDV pins its own sdmetrics, so it lives in a virtual environment of its own:
     .venv-sdv/bin/python bench/sdv_baselines.py --run runs/cpu60 --tables 5 --rows 1000 --models tvae
 -> <run>/fidelity/sdv_<model>/table-<k>-<rows>rows.parquet and .json (rows, seconds, fit seconds). Fitted once per model
    (TVAE 300 epochs, CTGAN 150 epochs: the settings of issue 5's reference numbers) and seeded per table.
-   --refit fits a synthesizer for each table instead, seeded by the table's seed, into sdv_<model>-refit
-   (`bench/fidelity.py --baselines tvae-refit` reads them): the spread between fits, not only between samples.
 """
 
 import argparse
@@ -40,7 +38,6 @@ def main(argv):
     parser.add_argument("--tables", type=int, default=5)
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--models", default="tvae", help=f"comma-separated, of {', '.join(SYNTHESIZERS)}")
-    parser.add_argument("--refit", action="store_true", help="fit one synthesizer per table, seeded by its seed")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(os.cpu_count(), 2))
     run = RunDir(args.run)
@@ -49,22 +46,15 @@ def main(argv):
     integers = [c["name"] for c in schema["columns"] if c["kind"] == "integer"]
     metadata = Metadata.load_from_dict({"METADATA_SPEC_VERSION": "V1", "tables": {"table": {"columns": {
         c["name"]: {"sdtype": SDTYPES[c["kind"]]} for c in schema["columns"]}}}})
-
-    def fit(class_name, settings, seed):
-        torch.manual_seed(seed)
-        np.random.seed(seed)
+    for name in [m for m in args.models.split(",") if m]:
+        class_name, settings = SYNTHESIZERS[name]
+        torch.manual_seed(0)
         started = time.perf_counter()
         synthesizer = getattr(sdv.single_table, class_name)(metadata, **settings)
         synthesizer.fit({"table": train})  # SDV 2 takes {table name: DataFrame}
-        return synthesizer, round(time.perf_counter() - started, 1)
-
-    for name in [m for m in args.models.split(",") if m]:
-        class_name, settings = SYNTHESIZERS[name]
-        variant = f"sdv_{name}-refit" if args.refit else f"sdv_{name}"
+        fit_seconds = round(time.perf_counter() - started, 1)
+        print(f"{name}: fitted in {fit_seconds} s", flush=True)
         for seed in range(args.tables):
-            if seed == 0 or args.refit:
-                synthesizer, fit_seconds = fit(class_name, settings, seed)
-                print(f"{name}: fitted in {fit_seconds} s (seed {seed})", flush=True)
             torch.manual_seed(seed)
             np.random.seed(seed)
             started = time.perf_counter()
@@ -72,7 +62,7 @@ def main(argv):
             table = table["table"] if isinstance(table, dict) else table
             seconds = time.perf_counter() - started
             table[integers] = table[integers].round()
-            table_path, stats_path = run.fidelity_table(variant, seed, args.rows)
+            table_path, stats_path = run.fidelity_table(f"sdv_{name}", seed, args.rows)
             atomic_write(table_path, lambda tmp, t=table: t.to_parquet(tmp, index=False))
             stats = {"rows": args.rows, "seconds": round(seconds, 2), "rows_per_second": round(args.rows / seconds, 1),
                      "validity": 1.0, "fit_seconds": fit_seconds, "synthesizer": class_name, **settings}

@@ -1,8 +1,11 @@
-"""bench/fidelity.py's comparison with a baseline, seed by seed."""
+"""bench/fidelity.py: the comparison with a baseline seed by seed, and the reuse of an earlier result's tables."""
+
+import json
 
 import pytest
+import torch
 
-from bench.fidelity import baseline_table, markdown_paired, paired_differences
+from bench.fidelity import baseline_table, fingerprint, markdown_paired, paired_differences, previous_tables
 from difflm.run_dir import RunDir
 
 
@@ -33,8 +36,36 @@ def test_markdown_paired_reads_as_one_line_per_baseline():
         "shape err % -9.00 ± 0.00 (ahead on 2 of 2); trend err % (all pairs) -7.00 ± 0.00 (ahead on 2 of 2)."]
 
 
-@pytest.mark.parametrize("variant, command", [("sdv_tvae", "--models tvae first"),
-                                              ("sdv_tvae-refit", "--models tvae --refit first")])
-def test_a_missing_baseline_table_says_which_command_writes_it(tmp_path, variant, command):
-    with pytest.raises(SystemExit, match=f"table-0-100rows.parquet is missing: .*--rows 100 {command}"):
-        baseline_table(schema=None, run=RunDir(tmp_path), variant=variant, seed=0, rows=100)
+def test_a_missing_baseline_table_says_which_command_writes_it(tmp_path):
+    with pytest.raises(SystemExit, match="table-0-100rows.parquet is missing: .*--rows 100 --models tvae first"):
+        baseline_table(schema=None, run=RunDir(tmp_path), variant="sdv_tvae", seed=0, rows=100)
+
+
+def save_stage(run, stage, state):
+    run.stage(stage).mkdir(parents=True)
+    torch.save({"state_dict": state, "epoch": 3}, run.stage(stage) / "best.ckpt")
+
+
+def test_fingerprint_tells_the_same_weights_from_different_ones(tmp_path):
+    weights = {"projector.weight": torch.arange(6.0).reshape(2, 3), "step": torch.tensor(7)}
+    first, same, other = RunDir(tmp_path / "a"), RunDir(tmp_path / "b"), RunDir(tmp_path / "c")
+    save_stage(first, "prior", weights)
+    save_stage(same, "prior", {k: v.clone() for k, v in weights.items()})
+    save_stage(other, "prior", {**weights, "projector.weight": weights["projector.weight"].to(torch.bfloat16)})
+    assert fingerprint(first, ["prior"]) == fingerprint(same, ["prior"])
+    assert fingerprint(first, ["prior"]) != fingerprint(other, ["prior"])  # the same values in another dtype
+
+
+def test_previous_tables_are_reused_only_for_the_same_models(tmp_path):
+    result = tmp_path / "fidelity-old.json"
+    result.write_text(json.dumps({"per_table": {"difflm": [{"mle_auc": 0.88}]}, "real_per_table": [{"mle_auc": 0.92}],
+                                  "fingerprint": {"vae": "ab12"}, "rows_per_table": 500}))
+    assert previous_tables(str(result), {"vae": "ab12"}, 500) == ({"difflm": [{"mle_auc": 0.88}]}, [{"mle_auc": 0.92}])
+    assert previous_tables(None, {"vae": "ab12"}, 500) == ({}, [])
+    with pytest.raises(SystemExit, match="scored other models"):
+        previous_tables(str(result), {"vae": "cd34"}, 500)
+    with pytest.raises(SystemExit, match="has tables of 500 rows, not 1000: give --rows 500"):
+        previous_tables(str(result), {"vae": "ab12"}, 1000)
+    result.write_text(json.dumps({"rows": {}}))
+    with pytest.raises(SystemExit, match="no per-table scores"):
+        previous_tables(str(result), {"vae": "ab12"}, 500)
