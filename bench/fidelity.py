@@ -101,7 +101,7 @@ def train_stage_here(stage, run, overrides):
     started = time.perf_counter()
     result = train(compose([f"stage={stage}", f"run={run.root}", *overrides]))
     record = {"seconds": round(time.perf_counter() - started, 1), "seconds_per_step": result["seconds_per_step"][stage],
-              **peak_memory()}
+              "steps": result["metrics"][stage].get("steps"), **peak_memory()}
     atomic_write_text(run.root / "fidelity" / f"stage-{stage}.json", json.dumps(record, indent=2))
 
 
@@ -270,9 +270,9 @@ def markdown(result):
     if result.get("paired"):
         lines += ["", *markdown_paired(result["paired"])]
     stages = result["stages"]
-    lines += ["", "| stage | seconds | s/step | peak RSS GiB | peak CUDA GiB |", "|---|---|---|---|---|"]
-    lines += [f"| {stage_title(s, v)} | {v['seconds']} | {v.get('seconds_per_step')} | {v.get('peak_rss_gib')} | "
-              f"{v.get('peak_cuda_gib') or '—'} |" for s, v in stages.items()]
+    lines += ["", "| stage | seconds | steps | s/step | peak RSS GiB | peak CUDA GiB |", "|---|---|---|---|---|---|"]
+    lines += [f"| {stage_title(s, v)} | {v['seconds']} | {v.get('steps') or '—'} | {v.get('seconds_per_step')} | "
+              f"{v.get('peak_rss_gib')} | {v.get('peak_cuda_gib') or '—'} |" for s, v in stages.items()]
     lines += ["", f"{result['tables']} tables of {result['rows_per_table']} rows each (seeds 0..{result['tables'] - 1}), "
               f"{result['ablation_tables']} per ablation; "
               f"training split {result['train_rows']} rows; train {result['train_seconds']} s end to end "

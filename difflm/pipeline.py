@@ -12,6 +12,7 @@ from difflm.config import plain
 from difflm.callbacks.beta import BetaBacktracking
 from difflm.callbacks.evaluation import DownstreamEvaluation
 from difflm.callbacks.reconstruction import ReconstructionAccuracy
+from difflm.callbacks.time_budget import budget_seconds
 from difflm.datamodules.records import (RecordCollator, RecordDataModule, decoding_setup, load_run_data,
                                         prepare_run_data, record_texts)
 from difflm.datamodules.record_types import load_schema
@@ -44,6 +45,7 @@ def fit_stage(cfg, run, stage, module, data, callbacks=()):
     trainer.fit(module, data, ckpt_path=resume_path(run, stage))
     metrics = {name: round(float(value), 6) for name, value in sorted(trainer.callback_metrics.items())}
     metrics["seconds_per_step"] = trainer.step_timer.median
+    metrics["steps"] = trainer.global_step
     atomic_write_text(run.stage(stage) / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
@@ -148,6 +150,7 @@ def train(cfg):
     for stage in stages:  # a bad schedule fails here, not after the data and earlier stages are written
         section = stage_config(cfg, stage)
         lr_factor(section.lr_schedule, section.warmup_steps, section.max_steps)
+        budget_seconds(section.get("max_minutes"), f"{stage}.max_minutes")
     if cfg.upstream:
         link_upstream(run, cfg.upstream, stages)
     unlink_borrowed(run, stages)

@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 
+from difflm.callbacks.time_budget import TimeBudget
 from difflm.callbacks.timing import StepTimer
 from difflm.errors import UserError
 
@@ -39,10 +40,13 @@ def make_logger(cfg, run, stage):
 
 
 def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):
-    """A Trainer for the stage; its StepTimer is `trainer.step_timer`."""
+    """A Trainer for the stage; its StepTimer is `trainer.step_timer`. With stage_cfg.max_minutes, max_steps is
+    a cap and a TimeBudget decides where the stage ends."""
     checkpoint = ModelCheckpoint(dirpath=str(run.stage(stage)), filename="best", monitor="val/loss", mode="min",
                                  save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
     timer = StepTimer()
+    if stage_cfg.get("max_minutes") is not None:
+        callbacks = [*callbacks, TimeBudget(stage_cfg.max_minutes, stage_cfg.max_steps, key=f"{stage}.max_minutes")]
     trainer = L.Trainer(
         max_steps=stage_cfg.max_steps,
         val_check_interval=min(stage_cfg.val_every_n_steps, stage_cfg.max_steps),

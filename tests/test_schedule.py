@@ -48,5 +48,7 @@ def test_every_budget_preset_composes_with_schedules_train_accepts(budget, data)
         factor = lr_factor(cfg[stage].lr_schedule, cfg[stage].warmup_steps, cfg[stage].max_steps)
         assert 0 < factor(cfg[stage].warmup_steps) <= 1 and factor(cfg[stage].max_steps // 2) > 0
         assert cfg[stage].warmup_steps < cfg[stage].max_steps  # the warm-up ends inside the stage
-        # the last step is validated, so the best checkpoint can be the fully decayed one
-        assert cfg[stage].max_steps % cfg[stage].val_every_n_steps == 0, stage
+        # the last step is validated, so the best checkpoint can be the fully decayed one (a time budget's last
+        # step always is: tests/test_time_budget.py)
+        if cfg[stage].max_minutes is None:
+            assert cfg[stage].max_steps % cfg[stage].val_every_n_steps == 0, stage

@@ -33,6 +33,7 @@ def lr_factor(schedule, warmup_steps, max_steps):
 class StageModule(L.LightningModule):
     stage = None
     saves_trainable_only = False  # stages around a frozen pretrained LLM save only what trained
+    schedule_steps = None  # the learning-rate schedule's horizon where a TimeBudget planned one; else max_steps
 
     def shared_step(self, batch, split):
         raise NotImplementedError
@@ -63,7 +64,10 @@ class StageModule(L.LightningModule):
     def configure_optimizers(self):
         train = self.hparams.train
         optimizer = torch.optim.AdamW(self.param_groups(), weight_decay=train["weight_decay"])
-        factor = lr_factor(train.get("lr_schedule", "constant"), train.get("warmup_steps", 0), train["max_steps"])
+        schedule, warmup = train.get("lr_schedule", "constant"), train.get("warmup_steps", 0)
+
+        def factor(step):  # read at every step: a TimeBudget sets schedule_steps once it has timed a few steps
+            return lr_factor(schedule, warmup, self.schedule_steps or train["max_steps"])(step)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -1,0 +1,111 @@
+import lightning as L
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from difflm.callbacks.time_budget import TimeBudget, budget_seconds, plan_steps
+from difflm.config import compose
+from difflm.errors import UserError
+from difflm.modules.base import StageModule
+from difflm.run_dir import RunDir
+from difflm.trainer import make_trainer, resume_path
+
+
+def test_the_plan_fills_the_rest_of_the_budget_within_max_steps():
+    # 20 steps took 40 s; 100 s at 2 s a step leave room for 30 more
+    assert plan_steps(20, 40.0, 2.0, 100.0, 1000, reserve=0.0) == 50
+    assert plan_steps(20, 40.0, 2.0, 100.0, 1000, reserve=0.1) == 45  # 90 s usable: 25 more
+    assert plan_steps(20, 40.0, 2.0, 100.0, 30, reserve=0.0) == 30  # max_steps caps it
+    assert plan_steps(20, 120.0, 2.0, 100.0, 1000, reserve=0.0) == 21  # already over: stop after the next step
+
+
+@pytest.mark.parametrize("minutes", [0, -5, "ten", True])
+def test_a_budget_that_is_not_a_positive_number_is_a_clear_error(minutes):
+    with pytest.raises(UserError, match=r"decoder.max_minutes=.* must be a positive number of minutes, or null"):
+        budget_seconds(minutes, "decoder.max_minutes")
+    assert budget_seconds(None) is None and budget_seconds(1.5) == 90.0
+
+
+class FakeClock:
+    """Wall time that moves only when a training step runs: `step_seconds` a step."""
+
+    def __init__(self, step_seconds=1.0):
+        self.now, self.step_seconds = 0.0, step_seconds
+
+    def __call__(self):
+        return self.now
+
+
+class Quadratic(StageModule):
+    stage = "quadratic"
+
+    def __init__(self, train):
+        super().__init__()
+        self.save_hyperparameters("train")
+        self.weight = torch.nn.Parameter(torch.ones(2))
+        self.clock = None
+        self.validated_at = []
+
+    def shared_step(self, batch, split):
+        if split == "train":
+            self.clock.now += self.clock.step_seconds
+        loss = (batch[0] * self.weight).sum(dim=1).pow(2).mean()
+        self.log_split(split, {"loss": loss}, len(batch[0]))
+        return loss
+
+    def on_validation_end(self):
+        self.validated_at.append(self.trainer.global_step)
+
+
+def fit(tmp_path, clock, stop_at=None):
+    """Fit Quadratic for 0.5 budgeted minutes (at most 1,000 steps) in the run tmp_path, resuming if it has a
+    last checkpoint; stop_at interrupts the fit after that step. Returns (trainer, module, budget)."""
+    cfg = compose(["logger=none", "trainer.enable_progress_bar=false"])
+    stage_cfg = OmegaConf.create({"max_steps": 1000, "val_every_n_steps": 400, "val_batches": 1, "max_minutes": 0.5,
+                                  "precision": "32-true"})
+    run = RunDir(tmp_path)
+    module = Quadratic({"max_steps": 1000, "lr": 0.1, "weight_decay": 0.0, "lr_schedule": "cosine",
+                        "warmup_steps": 0})
+    module.clock = clock
+    interrupt = [Interrupt(stop_at)] if stop_at else []
+    trainer = make_trainer(cfg, run, "quadratic", stage_cfg, interrupt)
+    budget = next(c for c in trainer.callbacks if isinstance(c, TimeBudget))
+    budget.clock, budget.probe_steps, budget.reserve = clock, 5, 0.0
+    data = torch.utils.data.TensorDataset(torch.randn(200, 2))
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2), torch.utils.data.DataLoader(data, batch_size=2),
+                ckpt_path=resume_path(run, "quadratic"))
+    return trainer, module, budget
+
+
+class Interrupt(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+def test_a_budgeted_stage_plans_its_steps_ends_its_schedule_there_and_validates_the_last_step(tmp_path):
+    trainer, module, budget = fit(tmp_path, FakeClock(1.0))
+    # timed at 1 s a step over steps 2-6, 30 s hold 30 steps: the cosine reaches 0 on step 30, which is validated
+    assert budget.planned == 30 and budget.seconds_per_step == 1.0
+    assert trainer.global_step == 30 and module.validated_at == [30]
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+    assert torch.load(tmp_path / "quadratic" / "last.ckpt", weights_only=False)["global_step"] == 30
+
+
+def test_a_slow_step_count_is_planned_from_the_measured_speed(tmp_path):
+    trainer, _, budget = fit(tmp_path, FakeClock(3.0))
+    assert budget.planned == 10 and trainer.global_step == 10  # 30 s at 3 s a step
+
+
+def test_a_resumed_budgeted_stage_keeps_its_plan_and_its_spent_time(tmp_path):
+    trainer, module, budget = fit(tmp_path, FakeClock(1.0), stop_at=12)
+    assert trainer.global_step == 12 and budget.planned == 30
+    resumed, module, budget = fit(tmp_path, FakeClock(1.0))
+    assert budget.planned == 30 and budget.spent_before == pytest.approx(12.0)
+    assert resumed.global_step == 30 and module.validated_at == [30]
+    assert resumed.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+    finished, module, _ = fit(tmp_path, FakeClock(1.0))  # a finished stage trains no further
+    assert finished.global_step == 30 and module.validated_at == []
