@@ -27,13 +27,19 @@ def test_a_budget_that_is_not_a_positive_number_is_a_clear_error(minutes):
 
 
 class FakeClock:
-    """Wall time that moves only when a training step runs: `step_seconds` a step."""
+    """Wall time that moves only when a training step runs: `step_seconds` a step, `slow_seconds` for each of the
+    first `slow_steps`."""
 
-    def __init__(self, step_seconds=1.0):
-        self.now, self.step_seconds = 0.0, step_seconds
+    def __init__(self, step_seconds=1.0, slow_steps=0, slow_seconds=None):
+        self.now, self.steps = 0.0, 0
+        self.step_seconds, self.slow_steps, self.slow_seconds = step_seconds, slow_steps, slow_seconds
 
     def __call__(self):
         return self.now
+
+    def step(self):
+        self.steps += 1
+        self.now += self.slow_seconds if self.steps <= self.slow_steps else self.step_seconds
 
 
 class Quadratic(StageModule):
@@ -48,7 +54,7 @@ class Quadratic(StageModule):
 
     def shared_step(self, batch, split):
         if split == "train":
-            self.clock.now += self.clock.step_seconds
+            self.clock.step()
         loss = (batch[0] * self.weight).sum(dim=1).pow(2).mean()
         self.log_split(split, {"loss": loss}, len(batch[0]))
         return loss
@@ -57,11 +63,11 @@ class Quadratic(StageModule):
         self.validated_at.append(self.trainer.global_step)
 
 
-def fit(tmp_path, clock, stop_at=None):
-    """Fit Quadratic for 0.5 budgeted minutes (at most 1,000 steps) in the run tmp_path, resuming if it has a
+def fit(tmp_path, clock, stop_at=None, minutes=0.5):
+    """Fit Quadratic for `minutes` budgeted minutes (at most 1,000 steps) in the run tmp_path, resuming if it has a
     last checkpoint; stop_at interrupts the fit after that step. Returns (trainer, module, budget)."""
     cfg = compose(["logger=none", "trainer.enable_progress_bar=false"])
-    stage_cfg = OmegaConf.create({"max_steps": 1000, "val_every_n_steps": 400, "val_batches": 1, "max_minutes": 0.5,
+    stage_cfg = OmegaConf.create({"max_steps": 1000, "val_every_n_steps": 400, "val_batches": 1, "max_minutes": minutes,
                                   "precision": "32-true"})
     run = RunDir(tmp_path)
     module = Quadratic({"max_steps": 1000, "lr": 0.1, "weight_decay": 0.0, "lr_schedule": "cosine",
@@ -98,6 +104,14 @@ def test_a_budgeted_stage_plans_its_steps_ends_its_schedule_there_and_validates_
 def test_a_slow_step_count_is_planned_from_the_measured_speed(tmp_path):
     trainer, _, budget = fit(tmp_path, FakeClock(3.0))
     assert budget.planned == 10 and trainer.global_step == 10  # 30 s at 3 s a step
+
+
+def test_the_plan_follows_the_speed_once_the_slow_first_steps_are_past(tmp_path):
+    # steps 1-6 take 2 s, the rest 1 s: planned at step 6 from 2 s a step (6 + 108 s / 2 = 60 steps), then again
+    # every 5 steps from the latest speed until a quarter of the plan is done: 114 steps fill the 120 s
+    trainer, module, budget = fit(tmp_path, FakeClock(1.0, slow_steps=6, slow_seconds=2.0), minutes=2)
+    assert budget.planned == 114 and trainer.global_step == 114 and module.validated_at == [114]
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_resumed_budgeted_stage_keeps_its_plan_and_its_spent_time(tmp_path):
