@@ -270,7 +270,7 @@ def markdown(result):
     if result.get("paired"):
         lines += ["", *markdown_paired(result["paired"])]
     stages = result["stages"]
-    lines += ["", "| stage | seconds | steps | s/step | peak RSS GiB | peak CUDA GiB |", "|---|---|---|---|---|---|"]
+    lines += ["", "| stage | seconds | steps | s/step | peak RSS GiB | peak CUDA GiB |", "|" + "---|" * 6]
     lines += [f"| {stage_title(s, v)} | {v['seconds']} | {v.get('steps') or '—'} | {v.get('seconds_per_step')} | "
               f"{v.get('peak_rss_gib')} | {v.get('peak_cuda_gib') or '—'} |" for s, v in stages.items()]
     lines += ["", f"{result['tables']} tables of {result['rows_per_table']} rows each (seeds 0..{result['tables'] - 1}), "

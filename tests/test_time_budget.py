@@ -78,8 +78,8 @@ def fit(tmp_path, clock, stop_at=None, minutes=0.5):
     budget = next(c for c in trainer.callbacks if isinstance(c, TimeBudget))
     budget.clock, budget.probe_steps, budget.reserve = clock, 5, 0.0
     data = torch.utils.data.TensorDataset(torch.randn(200, 2))
-    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2), torch.utils.data.DataLoader(data, batch_size=2),
-                ckpt_path=resume_path(run, "quadratic"))
+    loader = torch.utils.data.DataLoader(data, batch_size=2)
+    trainer.fit(module, loader, loader, ckpt_path=resume_path(run, "quadratic"))
     return trainer, module, budget
 
 

@@ -38,7 +38,8 @@ class TimeBudget(L.Callback):
                  clock=time.perf_counter):
         self.budget = budget_seconds(minutes, key)
         self.clock = clock
-        self.max_steps, self.probe_steps, self.reserve, self.replan_until = max_steps, probe_steps, reserve, replan_until
+        self.max_steps, self.probe_steps = max_steps, probe_steps
+        self.reserve, self.replan_until = reserve, replan_until
         self.planned = None
         self.resumed = False  # a plan from the checkpoint is kept as it is
         self.seconds_per_step = None
