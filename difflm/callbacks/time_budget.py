@@ -64,7 +64,7 @@ class TimeBudget(L.Callback):
         timed = len(self._batch_ends) - 2  # the first step (allocation, first calls) is never timed
         if (timed >= self.probe_steps and timed % self.probe_steps == 0 and not self.resumed
                 and (self.planned is None or step < self.replan_until * self.planned)):
-            recent = self._batch_ends[-(5 * self.probe_steps + 1):][-(timed + 1):]
+            recent = self._batch_ends[1:][-(5 * self.probe_steps + 1):]  # from the first step's end on
             self.seconds_per_step = statistics.median(b - a for a, b in zip(recent, recent[1:]))
             # every process of a ddp/fsdp run keeps rank 0's plan, or they would stop at different steps and hang
             planned, self.planned = self.planned, trainer.strategy.broadcast(plan_steps(
