@@ -17,8 +17,9 @@ DCR; MLE is XGBoost (the protocol's grid) trained on each synthetic table and sc
                     in <run>-no_latent, which takes its data and other stages from the run
   posterior_means   a perfect prior: the encoder means of random training rows, what the diffusion prior learns
                     to imitate (a diagnostic: it decodes near copies of training rows, so its DCR means nothing)
-Each stage runs in its own process, so its peak memory is its own; a stage the run has is not trained again,
-and every sampled table is kept under <run>/fidelity/, so an interrupted benchmark continues where it stopped.
+Each stage runs in its own process, so its peak memory is its own (a SIGTERM to the benchmark stops it too); a
+stage the run has is not trained again, and every sampled table is kept under <run>/fidelity/, so an interrupted
+benchmark continues where it stopped.
 --previous <result.json> takes the scores of the tables an earlier result has (the same seeds of every variant) and
 samples only the rest, provided its models are the same as the run's, weight for weight (its "fingerprint"): where
 a machine trains the same run again bit for bit, five full-size tables can be gathered over two sittings.
@@ -30,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -87,8 +89,27 @@ def run_stage(stage, run, overrides):
     record = run.root / "fidelity" / f"stage-{stage}.json"
     if record.is_file() and run.has(stage):
         return json.loads(record.read_text())
-    subprocess.run([sys.executable, __file__, "--train-stage", stage, "--run", str(run.root), *overrides], check=True)
+    run_child([sys.executable, __file__, "--train-stage", stage, "--run", str(run.root), *overrides])
     return json.loads(record.read_text())
+
+
+def run_child(command):
+    """subprocess.run(command, check=True) that passes a SIGTERM on to the child and then exits: killing the
+    benchmark stops the stage it trains (Lightning stops between steps) instead of leaving it training alone."""
+    child, received = subprocess.Popen(command), []
+
+    def forward(signum, frame):
+        received.append(signum)
+        child.send_signal(signum)
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if received:
+        sys.exit(128 + received[0])
+    if code:
+        raise subprocess.CalledProcessError(code, command)
 
 
 def upstream_stage(stage, upstream):

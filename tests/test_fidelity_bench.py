@@ -1,6 +1,13 @@
-"""bench/fidelity.py: the comparison with a baseline seed by seed, and the reuse of an earlier result's tables."""
+"""bench/fidelity.py: the comparison with a baseline seed by seed, the reuse of an earlier result's tables, and a
+SIGTERM that stops the stage it trains."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,3 +76,18 @@ def test_previous_tables_are_reused_only_for_the_same_models(tmp_path):
     result.write_text(json.dumps({"rows": {}}))
     with pytest.raises(SystemExit, match="no per-table scores"):
         previous_tables(str(result), {"vae": "ab12"}, 500)
+
+
+def test_a_sigterm_to_the_benchmark_stops_the_stage_it_waits_on(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    stage = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    benchmark = subprocess.Popen([sys.executable, "-c", "import sys; from bench.fidelity import run_child; "
+                                  f"run_child([sys.executable, '-c', {stage!r}])"],
+                                 cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    benchmark.send_signal(signal.SIGTERM)
+    assert benchmark.wait(timeout=30) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):  # the stage is gone with it (and reaped)
+        os.kill(int(pid_file.read_text()), 0)

@@ -18,15 +18,18 @@ warnings.filterwarnings("ignore", message="Found keys that are in the model stat
 
 def lr_factor(schedule, warmup_steps, max_steps):
     """step -> the learning rate's multiplier: a linear warm-up over warmup_steps, then constant, or a cosine
-    decay to 0 at max_steps (one short run ends on small steps instead of wherever a constant rate left it)."""
+    decay to 0 at max_steps (one short run ends on small steps instead of wherever a constant rate left it).
+    max_steps may be a function that returns it, read at every step: a TimeBudget plans the horizon late."""
     if schedule not in ("constant", "cosine"):
         raise UserError(f"lr_schedule='{schedule}' is not one of constant, cosine")
+    horizon = max_steps if callable(max_steps) else lambda: max_steps
 
     def factor(step):
         warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-        if schedule == "constant" or not max_steps or max_steps < 0:
+        steps = horizon()
+        if schedule == "constant" or not steps or steps < 0:
             return warm
-        return warm * 0.5 * (1 + math.cos(math.pi * min(step, max_steps) / max_steps))
+        return warm * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
     return factor
 
 
@@ -65,9 +68,7 @@ class StageModule(L.LightningModule):
         train = self.hparams.train
         optimizer = torch.optim.AdamW(self.param_groups(), weight_decay=train["weight_decay"])
         schedule, warmup = train.get("lr_schedule", "constant"), train.get("warmup_steps", 0)
-
-        def factor(step):  # read at every step: a TimeBudget sets schedule_steps once it has timed a few steps
-            return lr_factor(schedule, warmup, self.schedule_steps or train["max_steps"])(step)
+        factor = lr_factor(schedule, warmup, lambda: self.schedule_steps or train["max_steps"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
