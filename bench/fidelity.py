@@ -22,7 +22,10 @@ stage the run has is not trained again, and every sampled table is kept under <r
 benchmark continues where it stopped.
 --previous <result.json> takes the scores of the tables an earlier result has (the same seeds of every variant) and
 samples only the rest, provided its models are the same as the run's, weight for weight (its "fingerprint"): where
-a machine trains the same run again bit for bit, five full-size tables can be gathered over two sittings.
+a machine trains the same run again bit for bit, five full-size tables can be gathered over two sittings (and
+with the same sampling settings).
+sample.* overrides (e.g. sample.temperature=1.1) sample the same models otherwise; their tables have their own
+folders (<run>/fidelity/difflm@sample.temperature=1.1/), and every table records the settings it was sampled with.
 """
 
 import argparse
@@ -140,7 +143,7 @@ def fingerprint(run, stages):
     return prints
 
 
-def previous_tables(path, prints, rows):
+def previous_tables(path, prints, rows, options):
     """({variant: [scores of table 0, 1, ...]}, [real scores]) of an earlier result of the same models and size."""
     if not path:
         return {}, []
@@ -153,6 +156,9 @@ def previous_tables(path, prints, rows):
     if previous.get("fingerprint") != prints:
         raise SystemExit(f"--previous {path} scored other models (fingerprint {previous.get('fingerprint')}, this "
                          f"run's {prints}): its tables cannot stand for this run's")
+    if sampling_options(previous["config"]["sample"]) != options:
+        raise SystemExit(f"--previous {path} sampled with {sampling_options(previous['config']['sample'])}, not "
+                         f"{options}: give the same sample.* overrides")
     return previous["per_table"], previous["real_per_table"]
 
 
@@ -186,14 +192,31 @@ def generators(cfg, run, schema, frames, variants):
     return {variant: models[variant] for variant in variants}
 
 
-def sample_table(cfg, run, schema, prior, decoder, variant, seed, rows):
+def sampling_options(sample):
+    """What a sampled table depends on besides the models and the seed, from a config's sample section."""
+    return {**decoding_options(sample), "batch_size": sample["batch_size"], "max_rounds": sample["max_rounds"]}
+
+
+def table_folder(variant, sampling_overrides):
+    """A variant's table folder under <run>/fidelity/: sample.* overrides name their own, so tables sampled
+    otherwise are never read back as theirs (e.g. difflm@sample.temperature=1.1)."""
+    return variant + "".join(f"@{override}" for override in sorted(sampling_overrides))
+
+
+def sample_table(cfg, run, schema, prior, decoder, folder, seed, rows):
     """Table `seed` of a variant (sampled once, then read back) and its sampling statistics."""
-    table, stats_path = run.fidelity_table(variant, seed, rows)
+    table, stats_path = run.fidelity_table(folder, seed, rows)
+    options = sampling_options(cfg.sample)
     if table.is_file() and stats_path.is_file():
-        return pd.read_parquet(table), json.loads(stats_path.read_text())
-    records, stats = sample_records(schema, prior, decoder, rows, seed=seed, batch_size=cfg.sample.batch_size,
-                                    max_rounds=cfg.sample.max_rounds, **decoding_options(cfg.sample))
+        stats = json.loads(stats_path.read_text())
+        if stats.setdefault("options", options) != options:  # tables from before options were saved: as today
+            raise SystemExit(f"{table} was sampled with {stats['options']}, not {options}: move it away, or give "
+                             "the sample.* override that made it")
+        return pd.read_parquet(table), stats
+    records, stats = sample_records(schema, prior, decoder, rows, seed=seed, batch_size=options["batch_size"],
+                                    max_rounds=options["max_rounds"], **decoding_options(cfg.sample))
     frame = schema.records_to_frame(records)
+    stats["options"] = options
     atomic_write(table, lambda tmp: frame.to_parquet(tmp, index=False))
     atomic_write_text(stats_path, json.dumps(stats, indent=2))
     return frame, stats
@@ -334,7 +357,8 @@ def main(argv):
     if "no_latent" in args.ablations:
         stages["decoder (no_latent)"] = run_stage("decoder", no_latent_run(run), [
             f"upstream={run.root}", *overrides, "decoder.use_latent=false"])
-    cfg = compose([f"run={run.root}"])
+    sampling = [o for o in overrides if o.startswith("sample.")]
+    cfg = compose([f"run={run.root}", *sampling])
     schema, frames = load_run_data(run)
     rows = args.rows or len(frames["train"])
     variants = ["difflm", *args.ablations]
@@ -343,7 +367,7 @@ def main(argv):
     prints = fingerprint(run, STAGES)
     if "no_latent" in args.ablations:
         prints["decoder (no_latent)"] = fingerprint(no_latent_run(run), ["decoder"])["decoder"]
-    previous, previous_real = previous_tables(args.previous, prints, rows)
+    previous, previous_real = previous_tables(args.previous, prints, rows, sampling_options(cfg.sample))
     per_variant, real, sampling_seconds = {v: [] for v in [*variants, *baselines]}, [], 0.0
     for seed in range(args.tables):
         for variant in [*variants, *baselines]:
@@ -357,7 +381,8 @@ def main(argv):
             if variant in baselines:
                 table, stats = baseline_table(schema, run, variant, seed, rows)
             else:
-                table, stats = sample_table(cfg, run, schema, *models[variant], variant, seed, rows)
+                table, stats = sample_table(cfg, run, schema, *models[variant], table_folder(variant, sampling),
+                                            seed, rows)
             sampling_seconds += stats["seconds"] if variant == "difflm" else 0
             report = evaluate(schema, table, frames, cfg.data.target, seed, grid=True, references=variant == "difflm")
             per_variant[variant].append(scores(report, stats))

@@ -1,5 +1,5 @@
-"""bench/fidelity.py: the comparison with a baseline seed by seed, the reuse of an earlier result's tables, and a
-SIGTERM that stops the stage it trains."""
+"""bench/fidelity.py: the comparison with a baseline seed by seed, the reuse of an earlier result's tables (only
+with the settings they were sampled with), and a SIGTERM that stops the stage it trains."""
 
 import json
 import os
@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
-from bench.fidelity import baseline_table, fingerprint, markdown_paired, paired_differences, previous_tables
+from bench.fidelity import (baseline_table, fingerprint, markdown_paired, paired_differences, previous_tables,
+                            sample_table, sampling_options, table_folder)
+from difflm.config import compose, plain
 from difflm.run_dir import RunDir
 
 
@@ -63,19 +66,41 @@ def test_fingerprint_tells_the_same_weights_from_different_ones(tmp_path):
     assert fingerprint(first, ["prior"]) != fingerprint(other, ["prior"])  # the same values in another dtype
 
 
-def test_previous_tables_are_reused_only_for_the_same_models(tmp_path):
-    result = tmp_path / "fidelity-old.json"
+def test_previous_tables_are_reused_only_for_the_same_models_and_sampling(tmp_path):
+    result, cfg = tmp_path / "fidelity-old.json", compose([])
+    options = sampling_options(cfg.sample)
     result.write_text(json.dumps({"per_table": {"difflm": [{"mle_auc": 0.88}]}, "real_per_table": [{"mle_auc": 0.92}],
-                                  "fingerprint": {"vae": "ab12"}, "rows_per_table": 500}))
-    assert previous_tables(str(result), {"vae": "ab12"}, 500) == ({"difflm": [{"mle_auc": 0.88}]}, [{"mle_auc": 0.92}])
-    assert previous_tables(None, {"vae": "ab12"}, 500) == ({}, [])
+                                  "fingerprint": {"vae": "ab12"}, "rows_per_table": 500, "config": plain(cfg)}))
+    assert previous_tables(str(result), {"vae": "ab12"}, 500, options) == (
+        {"difflm": [{"mle_auc": 0.88}]}, [{"mle_auc": 0.92}])
+    assert previous_tables(None, {"vae": "ab12"}, 500, options) == ({}, [])
     with pytest.raises(SystemExit, match="scored other models"):
-        previous_tables(str(result), {"vae": "cd34"}, 500)
+        previous_tables(str(result), {"vae": "cd34"}, 500, options)
     with pytest.raises(SystemExit, match="has tables of 500 rows, not 1000: give --rows 500"):
-        previous_tables(str(result), {"vae": "ab12"}, 1000)
+        previous_tables(str(result), {"vae": "ab12"}, 1000, options)
+    with pytest.raises(SystemExit, match="sampled with .*'temperature': 1.0.*, not .*'temperature': 1.2.*: give the "
+                                         "same sample.. overrides"):
+        previous_tables(str(result), {"vae": "ab12"}, 500, {**options, "temperature": 1.2})
     result.write_text(json.dumps({"rows": {}}))
     with pytest.raises(SystemExit, match="no per-table scores"):
-        previous_tables(str(result), {"vae": "ab12"}, 500)
+        previous_tables(str(result), {"vae": "ab12"}, 500, options)
+
+
+def test_tables_sampled_otherwise_live_apart_and_are_never_read_back_as_another_settings(tmp_path):
+    assert table_folder("difflm", []) == "difflm"
+    assert table_folder("no_prior", ["sample.temperature=1.1", "sample.batch_size=8"]) == (
+        "no_prior@sample.batch_size=8@sample.temperature=1.1")
+    run, cfg, hotter = RunDir(tmp_path), compose([]), compose(["sample.temperature=1.2"])
+    table, stats = run.fidelity_table("difflm", 0, 2)
+    table.parent.mkdir(parents=True)
+    pd.DataFrame({"age": [30, 40]}).to_parquet(table)
+    stats.write_text(json.dumps({"seconds": 1.0}))  # written before tables recorded their settings: read as today's
+    frame, read = sample_table(cfg, run, None, None, None, "difflm", 0, 2)  # no models: nothing is sampled
+    assert frame["age"].tolist() == [30, 40] and read["options"] == sampling_options(cfg.sample)
+    stats.write_text(json.dumps({"seconds": 1.0, "options": sampling_options(cfg.sample)}))
+    with pytest.raises(SystemExit, match="table-0-2rows.parquet was sampled with .*'temperature': 1.0.*, not .*"
+                                         "'temperature': 1.2"):
+        sample_table(hotter, run, None, None, None, "difflm", 0, 2)
 
 
 def test_a_sigterm_to_the_benchmark_stops_the_stage_it_waits_on(tmp_path):
