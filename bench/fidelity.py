@@ -156,9 +156,10 @@ def previous_tables(path, prints, rows, options):
     if previous.get("fingerprint") != prints:
         raise SystemExit(f"--previous {path} scored other models (fingerprint {previous.get('fingerprint')}, this "
                          f"run's {prints}): its tables cannot stand for this run's")
-    if sampling_options(previous["config"]["sample"]) != options:
-        raise SystemExit(f"--previous {path} sampled with {sampling_options(previous['config']['sample'])}, not "
-                         f"{options}: give the same sample.* overrides")
+    sampled_with = sampling_options(previous["config"]["sample"])
+    if sampled_with != options:
+        raise SystemExit(f"--previous {path} sampled with {sampled_with}, not {options}: give the same sample.* "
+                         "overrides")
     return previous["per_table"], previous["real_per_table"]
 
 

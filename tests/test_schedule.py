@@ -30,6 +30,7 @@ def test_a_horizon_given_as_a_function_is_read_at_every_step():
     horizon["steps"] = 50  # a TimeBudget planned fewer steps after the optimizer was built
     assert factor(50) == pytest.approx(0.0, abs=1e-12) and factor(25) == pytest.approx(0.5)
 
+
 def test_the_scheduler_moves_the_optimizer_each_step():
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], lr=1.0)
