@@ -26,6 +26,8 @@ a machine trains the same run again bit for bit, five full-size tables can be ga
 with the same sampling settings).
 sample.* overrides (e.g. sample.temperature=1.1) sample the same models otherwise; their tables have their own
 folders (<run>/fidelity/difflm@sample.temperature=1.1/), and every table records the settings it was sampled with.
+Below the metrics: each column's shape error, and the share each categorical column's most common real value takes
+in every variant's tables (where sampling sharpens a column towards its mode, or flattens it).
 """
 
 import argparse
@@ -51,7 +53,7 @@ from difflm.config import compose, plain  # noqa: E402
 from difflm.datamodules.records import load_run_data  # noqa: E402
 from difflm.evaluation import evaluate  # noqa: E402
 from difflm.latents import cached_latents  # noqa: E402
-from difflm.metrics.density import density_errors  # noqa: E402
+from difflm.metrics.density import density_errors, mode_shares  # noqa: E402
 from difflm.metrics.utility import mle  # noqa: E402
 from difflm.modules.prior import StandardNormalPrior  # noqa: E402
 from difflm.pipeline import build_decoder, train  # noqa: E402
@@ -242,6 +244,14 @@ def scores(report, stats):
             "validity": stats["validity"], "rows_per_second": stats["rows_per_second"], "seconds": stats["seconds"]}
 
 
+def column_scores(schema, train, table, report):
+    """{column: {"shape_error", "mode_share"}}: each column's shape error and, for a categorical or boolean one, the
+    share of the table that takes the training split's most common value."""
+    shares = mode_shares(schema, train, table)
+    return {name: {"shape_error": error, **({"mode_share": shares[name][2]} if name in shares else {})}
+            for name, error in report["density"]["column_shape_errors"].items()}
+
+
 def real_scores(schema, frames, report, rows, target, seed):
     """The real-data row at the synthetic tables' size: MLE of `rows` training rows, density of `rows` holdout rows
     against the training split, DCR share and exact copies of real rows neither half saw (the test split, as
@@ -261,11 +271,18 @@ def summarise(per_table):
     """{metric: {"mean", "std", "values"}} over tables."""
     summary = {}
     for key in {key for table in per_table for key in table}:
-        values = [table[key] for table in per_table if table.get(key) is not None]
+        values = [table[key] for table in per_table if isinstance(table.get(key), (int, float))]
         if values:
             summary[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1
                             else 0.0, "values": values}
     return summary
+
+
+def column_summary(per_table):
+    """{column: {measure: mean}} over the tables that have per-column scores (results before them have none)."""
+    tables = [table["columns"] for table in per_table if "columns" in table]
+    return {name: {measure: statistics.fmean(table[name][measure] for table in tables) for measure in measures}
+            for name, measures in (tables[0] if tables else {}).items()}
 
 
 def paired_differences(ours, theirs):
@@ -310,10 +327,31 @@ def markdown_rows(rows, extra=()):
     return "\n".join(lines) + "\n"
 
 
+def markdown_columns(columns):
+    """Shape error by column, and the share of each categorical column's real mode, for every row that has them."""
+    rows = {title: summary for title, summary in columns["rows"].items() if summary}
+    if not rows:
+        return []
+    names = next(iter(rows.values()))
+    lines = ["Shape error % by column (mean over tables):", "", "| column | " + " | ".join(rows) + " |",
+             "|" + "---|" * (len(rows) + 1)]
+    lines += [f"| {name} | " + " | ".join(f"{summary[name]['shape_error']:.2f}" for summary in rows.values()) + " |"
+              for name in names]
+    modes = columns["real_modes"]
+    lines += ["", "Share of each categorical column's most common real value (mean over tables):", "",
+              "| column | real | " + " | ".join(rows) + " |", "|" + "---|" * (len(rows) + 2)]
+    lines += [f"| {name} = {value} | {share:.1%} | " +
+              " | ".join(f"{summary[name]['mode_share']:.1%}" for summary in rows.values()) + " |"
+              for name, (value, share) in modes.items()]
+    return lines
+
+
 def markdown(result):
     lines = [markdown_rows(result["rows"]).rstrip("\n")]
     if result.get("paired"):
         lines += ["", *markdown_paired(result["paired"])]
+    if result.get("columns"):
+        lines += ["", *markdown_columns(result["columns"])]
     stages = result["stages"]
     lines += ["", "| stage | seconds | steps | s/step | peak RSS GiB | peak CUDA GiB |", "|" + "---|" * 6]
     lines += [f"| {stage_title(s, v)} | {v['seconds']} | {v.get('steps') or '—'} | {v.get('seconds_per_step')} | "
@@ -386,15 +424,19 @@ def main(argv):
                                             seed, rows)
             sampling_seconds += stats["seconds"] if variant == "difflm" else 0
             report = evaluate(schema, table, frames, cfg.data.target, seed, grid=True, references=variant == "difflm")
-            per_variant[variant].append(scores(report, stats))
+            per_variant[variant].append({**scores(report, stats),
+                                         "columns": column_scores(schema, frames["train"], table, report)})
             if variant == "difflm":
                 real.append(real_scores(schema, frames, report, rows, cfg.data.target, seed))
             print(variant, seed, json.dumps(per_variant[variant][-1]), flush=True)
+    titles = {"DiffLM (this run)": "difflm", **{f"ablation: {v}": v for v in args.ablations},
+              **{f"SDV {b.removeprefix('sdv_')}, same split": b for b in baselines}}
     result = {
-        "rows": {"DiffLM (this run)": summarise(per_variant["difflm"]),
-                 **{f"ablation: {v}": summarise(per_variant[v]) for v in args.ablations},
-                 **{f"SDV {b.removeprefix('sdv_')}, same split": summarise(per_variant[b]) for b in baselines},
+        "rows": {**{title: summarise(per_variant[v]) for title, v in titles.items()},
                  f"real data ({rows} rows)": summarise(real)},
+        "columns": {"real_modes": {name: [value, share] for name, (value, share, _) in
+                                   mode_shares(schema, frames["train"], frames["train"]).items()},
+                    "rows": {title: column_summary(per_variant[v]) for title, v in titles.items()}},
         "paired": {f"SDV {b.removeprefix('sdv_')}": paired_differences(per_variant["difflm"], per_variant[b])
                    for b in baselines},
         "tables": args.tables, "ablation_tables": min(args.ablation_tables or args.tables, args.tables),

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.fidelity import (baseline_table, fingerprint, markdown_paired, paired_differences, previous_tables,
-                            sample_table, sampling_options, table_folder)
+from bench.fidelity import (baseline_table, column_summary, fingerprint, markdown_columns, markdown_paired,
+                            paired_differences, previous_tables, sample_table, sampling_options, summarise,
+                            table_folder)
 from difflm.config import compose, plain
 from difflm.run_dir import RunDir
 
@@ -44,6 +45,28 @@ def test_markdown_paired_reads_as_one_line_per_baseline():
     assert markdown_paired(paired) == [
         "DiffLM - SDV tvae, paired by seed (mean ± standard error): MLE AUC +0.010 ± 0.000 (ahead on 2 of 2); "
         "shape err % -9.00 ± 0.00 (ahead on 2 of 2); trend err % (all pairs) -7.00 ± 0.00 (ahead on 2 of 2)."]
+
+
+def with_columns(scores, race_share, race_error, age_error):
+    return {**scores, "columns": {"race": {"shape_error": race_error, "mode_share": race_share},
+                                  "age": {"shape_error": age_error}}}
+
+
+def test_per_column_scores_are_averaged_apart_from_the_metrics_and_tabled():
+    ours = [with_columns(table(0.85, 3.0, 7.0), 0.88, 4.0, 1.0), with_columns(table(0.86, 4.0, 6.0), 0.90, 6.0, 2.0),
+            table(0.84, 3.0, 9.0)]  # from a result written before per-column scores: left out of their means
+    assert set(summarise(ours)) == {"mle_auc", "shape_error", "trend_error_all_pairs"}
+    assert column_summary(ours) == {"race": {"shape_error": 5.0, "mode_share": pytest.approx(0.89)},
+                                    "age": {"shape_error": 1.5}}
+    columns = {"real_modes": {"race": ["White", 0.85]},
+               "rows": {"DiffLM": column_summary(ours), "old": column_summary([table(0.8, 5.0, 9.0)]),
+                        "SDV tvae": column_summary([with_columns(table(0.84, 12.0, 14.0), 0.80, 9.0, 3.0)])}}
+    assert markdown_columns(columns) == [
+        "Shape error % by column (mean over tables):", "", "| column | DiffLM | SDV tvae |", "|---|---|---|",
+        "| race | 5.00 | 9.00 |", "| age | 1.50 | 3.00 |", "",
+        "Share of each categorical column's most common real value (mean over tables):", "",
+        "| column | real | DiffLM | SDV tvae |", "|---|---|---|---|", "| race = White | 85.0% | 89.0% | 80.0% |"]
+    assert markdown_columns({"real_modes": {}, "rows": {"old": {}}}) == []
 
 
 def test_a_missing_baseline_table_says_which_command_writes_it(tmp_path):

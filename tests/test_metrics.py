@@ -8,7 +8,7 @@ import pytest
 from difflm.datamodules.schema import infer_schema
 from difflm.datamodules.sources import read_adult
 from difflm.metrics.coverage import alpha_precision_beta_recall
-from difflm.metrics.density import density_errors
+from difflm.metrics.density import density_errors, mode_shares
 from difflm.metrics.detection import c2st_auc
 from difflm.metrics.encoding import encode
 from difflm.metrics.privacy import dcr_share, exact_copy_rate
@@ -78,12 +78,26 @@ def test_density_errors_identical_tables_constant_column_and_missing_values(smal
     assert same["shape_error"] == 0 and same["trend_error_all_pairs"] == pytest.approx(0, abs=1e-6)
     real_vs_real = density_errors(schema, train_half, other)
     assert 0 < real_vs_real["shape_error"] < 5 and real_vs_real["sdmetrics"] == "0.32.0"
-    constant = train_half.assign(race="White")
-    assert density_errors(schema, train_half, constant)["shape_error"] > same["shape_error"]
+    constant = density_errors(schema, train_half, train_half.assign(race="White"))
+    assert constant["shape_error"] > same["shape_error"]
+    by_column = constant["column_shape_errors"]
+    assert list(by_column) == schema.names and max(by_column, key=by_column.get) == "race"
+    assert constant["shape_error"] == pytest.approx(sum(by_column.values()) / len(by_column), abs=1e-3)
+    assert by_column["race"] == pytest.approx(100 * (1 - (train_half["race"] == "White").mean()), abs=1e-3)
     constant_number = density_errors(schema, train_half, train_half.assign(age=40))  # correlation undefined
     assert constant_number["shape_error"] > 0 and constant_number["trend_error_all_pairs"] is not None
     small_schema = infer_schema(small_table)
     assert density_errors(small_schema, small_table, small_table)["shape_error"] == 0
+
+
+def test_mode_shares_compare_the_real_mode_in_both_tables(adult):
+    schema, train_half, _, other, _ = adult
+    real_share = (train_half["race"] == "White").mean()
+    assert mode_shares(schema, train_half, train_half)["race"] == ("White", real_share, real_share)
+    sharpened = mode_shares(schema, train_half, train_half.assign(race="White"))
+    assert sharpened["race"] == ("White", real_share, 1.0) and 0.8 < real_share < 0.9
+    assert set(sharpened) == {c.name for c in schema.columns if c.kind in ("categorical", "boolean")}
+    assert "age" not in sharpened
 
 
 def test_validity_counts_reasons(small_table):

@@ -22,7 +22,8 @@ def density_errors(schema, real, synthetic, pair_scores=None):
     `trend_error_all_pairs` (the headline) averages every column pair, as the sdmetrics versions TabSyn used
     did (Pearson-correlation similarity for two numeric columns, contingency similarity with numeric columns
     in 10 bins otherwise); `trend_error` is sdmetrics 0.32's own property score, which only counts pairs whose
-    real association passes its threshold. Pass a list as `pair_scores` to receive the all-pairs table."""
+    real association passes its threshold; `column_shape_errors` gives each column's own shape error. Pass a list
+    as `pair_scores` to receive the all-pairs table."""
     real, synthetic = plain_frame(real), plain_frame(synthetic)
     metadata = {"columns": {c.name: {"sdtype": SDTYPES[c.kind]} for c in schema.columns}}
     report = QualityReport()
@@ -32,10 +33,12 @@ def density_errors(schema, real, synthetic, pair_scores=None):
     if pair_scores is not None:
         pair_scores.append(pairs)
     scores = pairs["Score"].dropna()
+    shapes = report.get_details("Column Shapes").set_index("Column")["Score"]
     return {
         "shape_error": round(100 * (1 - float(properties["Column Shapes"])), 3),
         "trend_error_all_pairs": round(100 * (1 - float(scores.mean())), 3) if len(scores) else None,
         "trend_error": round(100 * (1 - float(properties["Column Pair Trends"])), 3),
+        "column_shape_errors": {name: round(100 * (1 - float(score)), 3) for name, score in shapes.items()},
         "sdmetrics": version("sdmetrics"),
     }
 
@@ -67,3 +70,16 @@ def plain_frame(frame):
         numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         out[name] = values.astype(float) if numeric else values.astype(object).where(values.notna(), None)
     return out
+
+
+def mode_shares(schema, real, synthetic):
+    """{column: (the real table's most common value, its share of the real rows, its share of the synthetic rows)}
+    of the categorical and boolean columns: where a sampler sharpens a column towards its mode (or flattens it)."""
+    shares = {}
+    for column in schema.columns:
+        counts = real[column.name].value_counts()
+        if column.kind in ("categorical", "boolean") and len(counts):
+            mode = counts.index[0]
+            shares[column.name] = (str(mode), float((real[column.name] == mode).mean()),
+                                   float((synthetic[column.name] == mode).mean()))
+    return shares
