@@ -22,6 +22,8 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 GROUPS = ("data", "model", "budget")
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
 SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+# sections whose keys are not fixed by configs/train.yaml: a budget's record types, the columns given temperatures
+FREE_SECTIONS = ("by_record_type", "sample.column_temperature")
 
 
 def parse_overrides(argv):
@@ -152,13 +154,17 @@ def compose(argv, config_dir=CONFIG_DIR):
     if saved_cfg is not None:
         cfg = OmegaConf.merge(cfg, saved_cfg)
     OmegaConf.set_struct(cfg, True)
-    OmegaConf.set_struct(cfg.by_record_type, False)  # a budget chosen on the command line brings its own keys
+    for section in FREE_SECTIONS:  # e.g. a budget chosen on the command line brings its own record types
+        OmegaConf.set_struct(OmegaConf.select(cfg, section), False)
     for group in (group for group in GROUPS if group in selected):  # data, model, budget: whatever the order typed
         cfg = _merge(cfg, _group_file(group, selected[group], config_dir))
         cfg.defaults[group] = str(selected[group])
     if selected:
         cfg = _record_type_section(cfg)
     for key, value in dotted:
+        if key.rpartition(".")[0] in FREE_SECTIONS or key in FREE_SECTIONS and isinstance(value, dict):
+            OmegaConf.update(cfg, key, value, merge=False)  # a new entry, or the whole section replaced
+            continue
         missing = object()
         old = OmegaConf.select(cfg, key, default=missing)
         if old is missing:

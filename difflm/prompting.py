@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from difflm import seeded
 from difflm.column_dialogue import ColumnDialogue
+from difflm.column_temperature import decoding_temperature
 from difflm.constraint import record_constraint
 from difflm.datamodules.records import decoding_setup, load_run_data, record_texts, start_token_id
 from difflm.datamodules.schema import InvalidRecord
@@ -154,15 +155,19 @@ class PromptDecoder:
 
     @torch.no_grad()
     def generate(self, z, generator=None, stats=None, temperature=1.0, max_new_tokens=None, constrained=False,
-                 weights="auto", conditions=()):
+                 weights="auto", conditions=(), column_temperature=None):
         prompts = [self.source.prompt_ids(seed) for seed in z[:, 0].tolist()]
         max_new_tokens, prompt_ids = max_new_tokens or self.max_new_tokens, self.prompt_ids
         dialogue = self.source.dialogue
         if dialogue:  # its grammar asks the questions, so it is always constrained; the answers start at once
+            if column_temperature:
+                raise UserError("sample.column_temperature does not apply to sample.prompt.by_column=true (its text "
+                                "is a dialogue, not a record): leave it empty ({})")
             constraint, prompt_ids = self.constraint(tuple(conditions)), [start_token_id(self.tokenizer)]
             max_new_tokens += dialogue.separator_tokens
         else:
             constraint = self.constraint(tuple(conditions)) if constrained else None
+            temperature = decoding_temperature(self.source.schema, self.tokenizer, temperature, column_temperature)
         texts = generate_texts(self.llm(weights), NoLatent(), self.tokenizer, z, max_new_tokens, temperature,
                                generator, prompt_ids, constraint, stats, prompts=prompts)
         if dialogue:

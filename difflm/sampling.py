@@ -23,7 +23,7 @@ from difflm.modules.prior import PriorModule, StandardNormalPrior
 from difflm.prompting import prompt_generator
 from difflm.run_dir import atomic_write
 
-DECODING_KEYS = ("temperature", "max_new_tokens", "constrained", "weights")
+DECODING_KEYS = ("temperature", "column_temperature", "max_new_tokens", "constrained", "weights")
 
 
 class SamplingError(UserError):

@@ -31,6 +31,16 @@ def test_wrong_type_is_refused(tmp_path):
         parse_overrides(["stage"])
 
 
+def test_column_temperatures_are_entries_of_the_users_choosing(tmp_path):
+    entries = ["sample.column_temperature.categorical=1.2", "sample.column_temperature.income=0.8"]
+    cfg = compose([f"run={tmp_path}", *entries])
+    assert OmegaConf.to_container(cfg.sample.column_temperature) == {"categorical": 1.2, "income": 0.8}
+    cfg = compose([f"run={tmp_path}", "sample.column_temperature.age=2", "sample.column_temperature={float: 0.9}"])
+    assert OmegaConf.to_container(cfg.sample.column_temperature) == {"float": 0.9}  # the whole section replaced
+    with pytest.raises(UserError, match="'sample.column_temperatures.income'; did you mean sample.column_temperature,"):
+        compose([f"run={tmp_path}", "sample.column_temperatures.income=0.8"])
+
+
 def test_values_that_are_not_yaml_stay_strings():
     # the shell removes the quotes of condition.income='>50K'; YAML would read ">" as a block scalar
     assert parse_overrides(["condition.income=>50K", "a=[x,y]", "b=30..40"]) == [

@@ -4,6 +4,7 @@ VAE's), trained on (z from the frozen encoder, text). Its checkpoint holds only 
 import torch
 from peft import LoraConfig, get_peft_model
 
+from difflm.column_temperature import decoding_temperature
 from difflm.constraint import record_constraint
 from difflm.datamodules.record_types import schema_from_dict
 from difflm.modules.base import StageModule
@@ -41,13 +42,16 @@ class DecoderModule(StageModule):
         return loss
 
     def generate(self, z, generator=None, stats=None, temperature=0.5, max_new_tokens=None, constrained=False,
-                 weights="as_trained", conditions=()):
+                 weights="as_trained", conditions=(), column_temperature=None):
         """One text per latent row. `constrained`: only texts that parse into valid records of the schema and
         meet the `conditions` (difflm.conditions.Condition). `weights`: the trained modules as they are
-        ("as_trained") or a plain copy (see decoding_llm). `stats` (a dict) accumulates forward passes, drawn
-        and forced tokens."""
+        ("as_trained") or a plain copy (see decoding_llm). `column_temperature`: {column or kind: temperature}
+        over `temperature` (difflm.column_temperature). `stats` (a dict) accumulates forward passes, drawn and
+        forced tokens."""
         self.eval()
         constraint = self.constraint(tuple(conditions)) if constrained else None
+        temperature = decoding_temperature(schema_from_dict(self.hparams.schema), self.tokenizer, temperature,
+                                           column_temperature)
         return generate_texts(self.decoding_llm(weights), self.projector, self.tokenizer, self.read(z.to(self.device)),
                               max_new_tokens or self.hparams.max_new_tokens, temperature, generator,
                               self.hparams.prompt_ids, constraint, stats)

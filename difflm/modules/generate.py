@@ -8,14 +8,16 @@ from difflm.modules.ragged import RaggedCache, RaggedPass, ragged_attention_enab
 
 
 def sample_token(logits, temperature, generator):
-    """Next token ids from logits (B, V): greedy at temperature 0, else inverse-CDF sampling (cheaper than
-    torch.multinomial) with an explicit generator so a seed reproduces the rows."""
-    if temperature <= 0:
+    """Next token ids from logits (B, V) at `temperature`, one number or one per row: greedy at 0, else
+    inverse-CDF sampling (cheaper than torch.multinomial) with an explicit generator so a seed reproduces the rows."""
+    per_row = torch.as_tensor(temperature, dtype=torch.float32, device=logits.device).reshape(-1, 1)
+    if (per_row <= 0).all():
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(logits.float() / per_row.clamp(min=1e-6), dim=-1)
     cdf = probs.cumsum(-1)
     u = seeded.rand((logits.shape[0], 1), generator, logits.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u).squeeze(-1).clamp(max=logits.shape[-1] - 1)
+    drawn = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=logits.shape[-1] - 1)
+    return torch.where(per_row.squeeze(-1) > 0, drawn, logits.argmax(-1))
 
 
 def _pad_runs(runs, pad, device):
@@ -49,12 +51,16 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
     passes and drawn and forced tokens.
 
     `prompts` (one token list per row) are read in place of the start token: instructions of different lengths
-    (sample.py method=prompt); the texts returned are still the records only."""
+    (sample.py method=prompt); the texts returned are still the records only. `temperature` is a number or a
+    difflm.column_temperature.ColumnTemperature, which gives each row's next token the temperature of its column."""
     batch, device = z.shape[0], z.device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     prompt_ids = list(prompt_ids or [start_token_id(tokenizer)])
     if constraint is not None:
         constraint.start(batch, prompt_ids[1:])
+    by_column = not isinstance(temperature, (int, float))
+    if by_column:
+        temperature.start(batch, prompt_ids[1:])
     prompts = prompts or [prompt_ids[:1]] * batch
     start, lengths = _pad_runs([prompt + prompt_ids[1:] for prompt in prompts], pad, device)
     inputs = projector.llm_inputs(llm, z, start, torch.ones_like(start))
@@ -71,8 +77,10 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
         logits = _ragged_forward(llm, embeds, lengths, cache)
         while True:
             draw_logits = constraint.mask(logits, rows) if constraint is not None else logits
-            tokens = sample_token(draw_logits, temperature, generator).tolist()
+            tokens = sample_token(draw_logits, temperature.at(rows) if by_column else temperature, generator).tolist()
             forced = constraint.advance(tokens, rows) if constraint is not None else [[]] * len(tokens)
+            if by_column:
+                temperature.advance(rows, [[token, *run] for token, run in zip(tokens, forced)])
             unread = {}  # the tokens each row reads next: the drawn one and the run it forces
             for row, token, run in zip(rows, tokens, forced):
                 counts["drawn_tokens"] += 1

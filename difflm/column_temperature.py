@@ -1,0 +1,87 @@
+"""Sampling temperature by column (sample.column_temperature). A table record's text is JSON written in the
+schema's column order, so the column each drawn token belongs to follows from the text before it: the number of
+top-level separators outside strings. One temperature for every token sharpens some columns and blurs others; this
+gives each column, or each column kind, its own."""
+
+from difflm.datamodules.schema import KINDS
+from difflm.errors import UserError
+
+
+def column_temperatures(schema, default, by_column):
+    """The temperature of each column in schema order: its name's entry in `by_column`, else its kind's, else
+    `default`; a UserError for a key that is neither a column nor a kind, or a value that is not a number >= 0."""
+    if schema.record_type != "table":
+        raise UserError(f"sample.column_temperature applies to table records, not {schema.record_type} records: "
+                        "leave it empty ({}) and set sample.temperature")
+    for key, value in by_column.items():
+        if key not in schema.names and key not in KINDS:
+            raise UserError(f"sample.column_temperature: '{key}' is neither a column ({', '.join(schema.names)}) "
+                            f"nor a column kind ({', '.join(KINDS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UserError(f"sample.column_temperature.{key} must be a number >= 0, got {value!r}")
+    return [float(by_column.get(c.name, by_column.get(c.kind, default))) for c in schema.columns]
+
+
+class _JsonPosition:
+    """Where a JSON text stands, read character by character: inside a string or not, nesting depth, and how many
+    separators the outermost container has passed (the column index of a table record)."""
+
+    def __init__(self):
+        self.depth, self.in_string, self.escaped, self.column = 0, False, False, 0
+
+    def read(self, text):
+        for char in text:
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif char == "\\":
+                    self.escaped = True
+                elif char == '"':
+                    self.in_string = False
+            elif char == '"':
+                self.in_string = True
+            elif char in "[{":
+                self.depth += 1
+            elif char in "]}":
+                self.depth -= 1
+            elif char == "," and self.depth == 1:
+                self.column += 1
+
+
+class ColumnTemperature:
+    """Per-row temperatures for decoding table records: `start(rows, prompt_ids)`, then around each step `at(rows)`
+    (the temperature of each row's next token: that of the column its text has reached) and `advance(rows, runs)`
+    (the tokens each row read: the drawn one and the run the grammar forced)."""
+
+    def __init__(self, schema, tokenizer, default, by_column):
+        self.temperatures = column_temperatures(schema, default, by_column)
+        self.tokenizer = tokenizer
+        self._texts = {}  # token id -> its text: structure characters are ASCII, so one token decodes alone
+
+    def _text(self, tokens):
+        for token in tokens:
+            if token not in self._texts:
+                self._texts[token] = self.tokenizer.decode([token], skip_special_tokens=True)
+        return "".join(self._texts[token] for token in tokens)
+
+    def start(self, rows, prompt_ids):
+        self.positions = [_JsonPosition() for _ in range(rows)]
+        prefix = self._text(prompt_ids)
+        for position in self.positions:
+            position.read(prefix)
+
+    def at(self, rows):
+        last = len(self.temperatures) - 1
+        return [self.temperatures[min(self.positions[row].column, last)] for row in rows]
+
+    def advance(self, rows, runs):
+        for row, run in zip(rows, runs):
+            self.positions[row].read(self._text(run))
+
+
+def decoding_temperature(schema, tokenizer, temperature, column_temperature):
+    """What generate_texts samples at: `temperature` alone, or with sample.column_temperature's entries a
+    ColumnTemperature that gives each of the schema's columns its own."""
+    if not column_temperature:
+        return temperature
+    return ColumnTemperature(schema, tokenizer, temperature, column_temperature)
