@@ -195,8 +195,14 @@ def generators(cfg, run, schema, frames, variants):
     return {variant: models[variant] for variant in variants}
 
 
+# sampling settings added since tables were first kept, at the value those tables were sampled with
+ADDED_SINCE = {"column_temperature": {}}
+
+
 def sampling_options(sample):
-    """What a sampled table depends on besides the models and the seed, from a config's sample section."""
+    """What a sampled table depends on besides the models and the seed, from a config's sample section (of today,
+    or of an earlier result's saved config, which may predate some settings)."""
+    sample = {**ADDED_SINCE, **plain(sample)}
     return {**decoding_options(sample), "batch_size": sample["batch_size"], "max_rounds": sample["max_rounds"]}
 
 
@@ -212,7 +218,8 @@ def sample_table(cfg, run, schema, prior, decoder, folder, seed, rows):
     options = sampling_options(cfg.sample)
     if table.is_file() and stats_path.is_file():
         stats = json.loads(stats_path.read_text())
-        if stats.setdefault("options", options) != options:  # tables from before options were saved: as today
+        stats["options"] = {**ADDED_SINCE, **stats.get("options", options)}  # none saved (older tables): today's
+        if stats["options"] != options:
             raise SystemExit(f"{table} was sampled with {stats['options']}, not {options}: move it away, or give "
                              "the sample.* override that made it")
         return pd.read_parquet(table), stats

@@ -104,6 +104,11 @@ def test_previous_tables_are_reused_only_for_the_same_models_and_sampling(tmp_pa
     with pytest.raises(SystemExit, match="sampled with .*'temperature': 1.0.*, not .*'temperature': 1.2.*: give the "
                                          "same sample.. overrides"):
         previous_tables(str(result), {"vae": "ab12"}, 500, {**options, "temperature": 1.2})
+    before = plain(cfg)
+    del before["sample"]["column_temperature"]  # a result from before the setting existed: sampled without it
+    result.write_text(json.dumps({"per_table": {"difflm": []}, "real_per_table": [], "fingerprint": {"vae": "ab12"},
+                                  "rows_per_table": 500, "config": before}))
+    assert previous_tables(str(result), {"vae": "ab12"}, 500, options) == ({"difflm": []}, [])
     result.write_text(json.dumps({"rows": {}}))
     with pytest.raises(SystemExit, match="no per-table scores"):
         previous_tables(str(result), {"vae": "ab12"}, 500, options)
@@ -120,6 +125,11 @@ def test_tables_sampled_otherwise_live_apart_and_are_never_read_back_as_another_
     stats.write_text(json.dumps({"seconds": 1.0}))  # written before tables recorded their settings: read as today's
     frame, read = sample_table(cfg, run, None, None, None, "difflm", 0, 2)  # no models: nothing is sampled
     assert frame["age"].tolist() == [30, 40] and read["options"] == sampling_options(cfg.sample)
+    before = {key: value for key, value in sampling_options(cfg.sample).items() if key != "column_temperature"}
+    stats.write_text(json.dumps({"seconds": 1.0, "options": before}))  # before column temperatures: sampled without
+    assert sample_table(cfg, run, None, None, None, "difflm", 0, 2)[1]["options"] == sampling_options(cfg.sample)
+    with pytest.raises(SystemExit, match=r"was sampled with .*'column_temperature': \{\}.*, not .*'income': 0.8"):
+        sample_table(compose(["sample.column_temperature.income=0.8"]), run, None, None, None, "difflm", 0, 2)
     stats.write_text(json.dumps({"seconds": 1.0, "options": sampling_options(cfg.sample)}))
     with pytest.raises(SystemExit, match="table-0-2rows.parquet was sampled with .*'temperature': 1.0.*, not .*"
                                          "'temperature': 1.2"):
