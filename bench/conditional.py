@@ -94,7 +94,7 @@ def main():
     schema, prior, decoder = load_generator(run)
     _, frames = load_run_data(run)
     latents = cached_latents(run, schema, frames, cfg.prior.encode_batch_size)["train"][0]
-    decoding = {**decoding_options(cfg.sample), "constrained": True}
+    decoding = {**decoding_options(cfg), "constrained": True}
     if args.temperature is not None:
         decoding["temperature"] = args.temperature
     result = {"run": args.run, "threads": args.threads, "rows": args.rows, "decoding": decoding}

@@ -158,7 +158,7 @@ def previous_tables(path, prints, rows, options):
     if previous.get("fingerprint") != prints:
         raise SystemExit(f"--previous {path} scored other models (fingerprint {previous.get('fingerprint')}, this "
                          f"run's {prints}): its tables cannot stand for this run's")
-    sampled_with = sampling_options(previous["config"]["sample"])
+    sampled_with = sampling_options(previous["config"])
     if sampled_with != options:
         raise SystemExit(f"--previous {path} sampled with {sampled_with}, not {options}: give the same sample.* "
                          "overrides")
@@ -199,11 +199,13 @@ def generators(cfg, run, schema, frames, variants):
 ADDED_SINCE = {"column_temperature": {}}
 
 
-def sampling_options(sample):
-    """What a sampled table depends on besides the models and the seed, from a config's sample section (of today,
-    or of an earlier result's saved config, which may predate some settings)."""
-    sample = {**ADDED_SINCE, **plain(sample)}
-    return {**decoding_options(sample), "batch_size": sample["batch_size"], "max_rounds": sample["max_rounds"]}
+def sampling_options(cfg):
+    """What a sampled table depends on besides the models and the seed, from a config (today's, or an earlier
+    result's saved one, which may predate some settings)."""
+    cfg = plain(cfg)
+    sample = {**ADDED_SINCE, **cfg["sample"]}
+    return {**decoding_options({**cfg, "sample": sample}), "batch_size": sample["batch_size"],
+            "max_rounds": sample["max_rounds"]}
 
 
 def table_folder(variant, sampling_overrides):
@@ -215,7 +217,7 @@ def table_folder(variant, sampling_overrides):
 def sample_table(cfg, run, schema, prior, decoder, folder, seed, rows):
     """Table `seed` of a variant (sampled once, then read back) and its sampling statistics."""
     table, stats_path = run.fidelity_table(folder, seed, rows)
-    options = sampling_options(cfg.sample)
+    options = sampling_options(cfg)
     if table.is_file() and stats_path.is_file():
         stats = json.loads(stats_path.read_text())
         stats["options"] = {**ADDED_SINCE, **stats.get("options", options)}  # none saved (older tables): today's
@@ -224,7 +226,7 @@ def sample_table(cfg, run, schema, prior, decoder, folder, seed, rows):
                              "the sample.* override that made it")
         return pd.read_parquet(table), stats
     records, stats = sample_records(schema, prior, decoder, rows, seed=seed, batch_size=options["batch_size"],
-                                    max_rounds=options["max_rounds"], **decoding_options(cfg.sample))
+                                    max_rounds=options["max_rounds"], **decoding_options(cfg))
     frame = schema.records_to_frame(records)
     stats["options"] = options
     atomic_write(table, lambda tmp: frame.to_parquet(tmp, index=False))
@@ -413,7 +415,7 @@ def main(argv):
     prints = fingerprint(run, STAGES)
     if "no_latent" in args.ablations:
         prints["decoder (no_latent)"] = fingerprint(no_latent_run(run), ["decoder"])["decoder"]
-    previous, previous_real = previous_tables(args.previous, prints, rows, sampling_options(cfg.sample))
+    previous, previous_real = previous_tables(args.previous, prints, rows, sampling_options(cfg))
     per_variant, real, sampling_seconds = {v: [] for v in [*variants, *baselines]}, [], 0.0
     for seed in range(args.tables):
         for variant in [*variants, *baselines]:

@@ -7,6 +7,15 @@ from difflm.datamodules.schema import KINDS
 from difflm.errors import UserError
 
 
+def with_target_named(by_column, target):
+    """sample.column_temperature with its `target` entry given to data.target's column (whose own entry, if any,
+    wins); without a data.target the entry has no column and is dropped, so a preset may set it for any table."""
+    if "target" not in by_column:
+        return by_column
+    rest = {key: value for key, value in by_column.items() if key != "target"}
+    return {target: by_column["target"], **rest} if target is not None else rest
+
+
 def column_temperatures(schema, default, by_column):
     """The temperature of each column in schema order: its name's entry in `by_column`, else its kind's, else
     `default`; a UserError for a key that is neither a column nor a kind, or a value that is not a number >= 0."""

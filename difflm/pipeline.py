@@ -68,7 +68,7 @@ def downstream_evaluation(cfg, run, this_stage):
 
     e = cfg.evaluation
     return DownstreamEvaluation(run, pick_models, e.rows, e.every_n_steps, cfg.data.target, cfg.seed,
-                                decoding_options(cfg.sample), run.stage(this_stage) / "eval", e.table_rows)
+                                decoding_options(cfg), run.stage(this_stage) / "eval", e.table_rows)
 
 
 def train_vae(cfg, run):

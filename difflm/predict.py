@@ -64,7 +64,7 @@ def manifest(cfg, run, n, seed, conditions):
         return f"{path}:{path.stat().st_mtime_ns}"
     s = cfg.sample
     return {"n": n, "seed": seed, "batch_size": s.batch_size, "max_rounds": s.max_rounds,
-            "decoding": decoding_options(s), "conditions": conditions, "condition_mode": s.condition_mode,
+            "decoding": decoding_options(cfg), "conditions": conditions, "condition_mode": s.condition_mode,
             "condition_oversample": plain(s.condition_oversample), "method": s.method,
             **({"prompt": plain(s.prompt)} if s.method == "prompt" else {}),
             **{stage: checkpoint(stage) for stage in method_stages(s.method)}}
@@ -126,10 +126,10 @@ class ChunkDataset(torch.utils.data.Dataset):
 class SamplingModule(L.LightningModule):
     """predict_step makes one chunk. The prior and decoder are loaded in setup, on this process's device."""
 
-    def __init__(self, run, parts, sizes, seed, sample_cfg, conditioning=None):
+    def __init__(self, run, parts, sizes, seed, sample_cfg, decoding, conditioning=None):
         super().__init__()
         self.run, self.parts, self.sizes, self.seed = run, parts, sizes, seed
-        self.sample_cfg, self.conditioning = sample_cfg, conditioning
+        self.sample_cfg, self.decoding, self.conditioning = sample_cfg, decoding, conditioning
 
     def setup(self, stage):
         self.trainer.strategy.barrier()  # the first process has prepared the parts folder
@@ -149,7 +149,7 @@ class SamplingModule(L.LightningModule):
         s = self.sample_cfg
         records, latents, stats = sample_chunk(self.schema, self.prior, self.decoder, rows,
                                                chunk_generator(self.seed, chunk), s.batch_size, s.max_rounds,
-                                               self.conditioning, **decoding_options(s))
+                                               self.conditioning, **self.decoding)
         stats.update(seconds=time.perf_counter() - started, constrained=s.constrained)
         return {"chunk": chunk, "records": records, "latents": latents, "stats": stats}
 
@@ -197,7 +197,7 @@ def sample_to_file(cfg, run, n, out, seed, resume=False, conditions=None):
         done = prepare_parts(parts, manifest(cfg, run, n, seed, conditions), resume)
     processes = 0
     if done is None or len(done) < len(sizes):
-        module = SamplingModule(run, parts, sizes, seed, s, conditioning)
+        module = SamplingModule(run, parts, sizes, seed, s, decoding_options(cfg), conditioning)
         trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
                             strategy=cfg.trainer.strategy, logger=False, enable_progress_bar=False,
                             enable_checkpointing=False, enable_model_summary=False,

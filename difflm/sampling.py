@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from difflm.column_temperature import with_target_named
 from difflm.config import plain
 from difflm.datamodules.record_types import schema_from_dict
 from difflm.datamodules.schema import InvalidRecord
@@ -58,9 +59,12 @@ def load_generator(run, device=None, method="difflm", prompt=None):
     return schema_from_dict(decoder.hparams.schema), prior, decoder
 
 
-def decoding_options(sample_cfg):
-    """DecoderModule.generate's keyword arguments from the sample config."""
-    return {key: plain(sample_cfg[key]) for key in DECODING_KEYS}
+def decoding_options(cfg):
+    """DecoderModule.generate's keyword arguments from a config's sample section (a column temperature for `target`
+    given to data.target's column)."""
+    options = {key: plain(cfg["sample"][key]) for key in DECODING_KEYS}
+    options["column_temperature"] = with_target_named(options["column_temperature"], cfg["data"]["target"])
+    return options
 
 
 def chunk_generator(seed, chunk):

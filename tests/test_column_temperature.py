@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import ByT5Tokenizer
 
-from difflm.column_temperature import ColumnTemperature, column_temperatures
+from difflm.column_temperature import ColumnTemperature, column_temperatures, with_target_named
+from difflm.config import compose
 from difflm.constraint import RecordConstraint
 from difflm.datamodules.schema import infer_schema
 from difflm.datamodules.text_schema import TextSchema
@@ -16,6 +17,7 @@ from difflm.errors import UserError
 from difflm.modules.generate import generate_texts, sample_token
 from difflm.modules.llm import load_llm
 from difflm.modules.projectors import build_projector
+from difflm.sampling import decoding_options
 
 # separators and quotes inside a category must not move the column on
 TRICKY = pd.DataFrame({"age": [25, 38], "score": [0.5, 1.25], "city": ['Paris, "TX"', "Lyon [x]"],
@@ -36,6 +38,14 @@ def expected_columns(schema, record):
 def test_a_columns_name_wins_over_its_kind_which_wins_over_the_default(small_table):
     schema = infer_schema(small_table)  # age integer, score float, city categorical, member boolean, label categorical
     assert column_temperatures(schema, 1.0, {"categorical": 1.2, "label": 0.7, "float": 0}) == [1.0, 0, 1.2, 1.0, 0.7]
+
+
+def test_target_is_the_column_downstream_evaluation_predicts(tmp_path):
+    assert with_target_named({"target": 0.7, "categorical": 1.1}, "income") == {"income": 0.7, "categorical": 1.1}
+    assert with_target_named({"target": 0.7, "income": 0.9}, "income") == {"income": 0.9}  # its own entry wins
+    assert with_target_named({"target": 0.7, "float": 1.2}, None) == {"float": 1.2}  # no target: no column to give
+    cfg = compose([f"run={tmp_path}", "data=adult", "sample.column_temperature.target=0.7"])
+    assert decoding_options(cfg)["column_temperature"] == {"income": 0.7}
 
 
 @pytest.mark.parametrize("by_column, message", [

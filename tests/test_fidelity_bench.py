@@ -91,7 +91,7 @@ def test_fingerprint_tells_the_same_weights_from_different_ones(tmp_path):
 
 def test_previous_tables_are_reused_only_for_the_same_models_and_sampling(tmp_path):
     result, cfg = tmp_path / "fidelity-old.json", compose([])
-    options = sampling_options(cfg.sample)
+    options = sampling_options(cfg)
     result.write_text(json.dumps({"per_table": {"difflm": [{"mle_auc": 0.88}]}, "real_per_table": [{"mle_auc": 0.92}],
                                   "fingerprint": {"vae": "ab12"}, "rows_per_table": 500, "config": plain(cfg)}))
     assert previous_tables(str(result), {"vae": "ab12"}, 500, options) == (
@@ -124,13 +124,13 @@ def test_tables_sampled_otherwise_live_apart_and_are_never_read_back_as_another_
     pd.DataFrame({"age": [30, 40]}).to_parquet(table)
     stats.write_text(json.dumps({"seconds": 1.0}))  # written before tables recorded their settings: read as today's
     frame, read = sample_table(cfg, run, None, None, None, "difflm", 0, 2)  # no models: nothing is sampled
-    assert frame["age"].tolist() == [30, 40] and read["options"] == sampling_options(cfg.sample)
-    before = {key: value for key, value in sampling_options(cfg.sample).items() if key != "column_temperature"}
+    assert frame["age"].tolist() == [30, 40] and read["options"] == sampling_options(cfg)
+    before = {key: value for key, value in sampling_options(cfg).items() if key != "column_temperature"}
     stats.write_text(json.dumps({"seconds": 1.0, "options": before}))  # before column temperatures: sampled without
-    assert sample_table(cfg, run, None, None, None, "difflm", 0, 2)[1]["options"] == sampling_options(cfg.sample)
+    assert sample_table(cfg, run, None, None, None, "difflm", 0, 2)[1]["options"] == sampling_options(cfg)
     with pytest.raises(SystemExit, match=r"was sampled with .*'column_temperature': \{\}.*, not .*'income': 0.8"):
         sample_table(compose(["sample.column_temperature.income=0.8"]), run, None, None, None, "difflm", 0, 2)
-    stats.write_text(json.dumps({"seconds": 1.0, "options": sampling_options(cfg.sample)}))
+    stats.write_text(json.dumps({"seconds": 1.0, "options": sampling_options(cfg)}))
     with pytest.raises(SystemExit, match="table-0-2rows.parquet was sampled with .*'temperature': 1.0.*, not .*"
                                          "'temperature': 1.2"):
         sample_table(hotter, run, None, None, None, "difflm", 0, 2)
