@@ -18,10 +18,11 @@ def with_target_named(by_column, target):
 
 def column_temperatures(schema, default, by_column):
     """The temperature of each column in schema order: its name's entry in `by_column`, else its kind's, else
-    `default`; a UserError for a key that is neither a column nor a kind, or a value that is not a number >= 0."""
-    if schema.record_type != "table":
-        raise UserError(f"sample.column_temperature applies to table records, not {schema.record_type} records: "
-                        "leave it empty ({}) and set sample.temperature")
+    `default`; a UserError for a key that is neither a column nor a kind, or a value that is not a number >= 0.
+    None without entries, or for code and tool records, which have no columns (so a preset may set them for any
+    data)."""
+    if not by_column or schema.record_type != "table":
+        return None
     for key, value in by_column.items():
         if key not in schema.names and key not in KINDS:
             raise UserError(f"sample.column_temperature: '{key}' is neither a column ({', '.join(schema.names)}) "
@@ -62,9 +63,8 @@ class ColumnTemperature:
     (the temperature of each row's next token: that of the column its text has reached) and `advance(rows, runs)`
     (the tokens each row read: the drawn one and the run the grammar forced)."""
 
-    def __init__(self, schema, tokenizer, default, by_column):
-        self.temperatures = column_temperatures(schema, default, by_column)
-        self.tokenizer = tokenizer
+    def __init__(self, temperatures, tokenizer):
+        self.temperatures, self.tokenizer = temperatures, tokenizer
         self._texts = {}  # token id -> its text: structure characters are ASCII, so one token decodes alone
 
     def _text(self, tokens):
@@ -89,8 +89,7 @@ class ColumnTemperature:
 
 
 def decoding_temperature(schema, tokenizer, temperature, column_temperature):
-    """What generate_texts samples at: `temperature` alone, or with sample.column_temperature's entries a
-    ColumnTemperature that gives each of the schema's columns its own."""
-    if not column_temperature:
-        return temperature
-    return ColumnTemperature(schema, tokenizer, temperature, column_temperature)
+    """What generate_texts samples at: `temperature` alone, or with sample.column_temperature's entries for a table
+    a ColumnTemperature that gives each of its columns its own."""
+    temperatures = column_temperatures(schema, temperature, column_temperature)
+    return temperature if temperatures is None else ColumnTemperature(temperatures, tokenizer)

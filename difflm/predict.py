@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from tqdm.auto import tqdm
 
+from difflm.column_temperature import column_temperatures
 from difflm.conditions import check_satisfiable, parse_conditions
 from difflm.config import plain
 from difflm.datamodules.records import load_run_data
@@ -192,12 +193,14 @@ def sample_to_file(cfg, run, n, out, seed, resume=False, conditions=None):
                         "use sample.condition_mode=records, decoding or reject")
     schema = load_schema(run.schema)
     conditioning = load_conditioning(run, schema, conditions, s, seed)  # bad conditions fail before any work
+    decoding = decoding_options(cfg)
+    column_temperatures(schema, decoding["temperature"], decoding["column_temperature"])  # a bad entry, too
     done = None
     if launched_rank() == 0:
         done = prepare_parts(parts, manifest(cfg, run, n, seed, conditions), resume)
     processes = 0
     if done is None or len(done) < len(sizes):
-        module = SamplingModule(run, parts, sizes, seed, s, decoding_options(cfg), conditioning)
+        module = SamplingModule(run, parts, sizes, seed, s, decoding, conditioning)
         trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
                             strategy=cfg.trainer.strategy, logger=False, enable_progress_bar=False,
                             enable_checkpointing=False, enable_model_summary=False,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import ByT5Tokenizer
 
-from difflm.column_temperature import ColumnTemperature, column_temperatures, with_target_named
+from difflm.column_temperature import column_temperatures, decoding_temperature, with_target_named
 from difflm.config import compose
 from difflm.constraint import RecordConstraint
 from difflm.datamodules.schema import infer_schema
@@ -57,16 +57,16 @@ def test_bad_entries_are_named(small_table, by_column, message):
         column_temperatures(infer_schema(small_table), 1.0, by_column)
 
 
-def test_only_table_records_have_columns():
-    with pytest.raises(UserError, match="applies to table records, not code records"):
-        column_temperatures(TextSchema("code"), 1.0, {"categorical": 1.1})
+def test_records_without_columns_sample_at_the_one_temperature():
+    assert column_temperatures(TextSchema("code"), 1.0, {"categorical": 1.1}) is None
+    assert decoding_temperature(TextSchema("tool"), None, 0.8, {"categorical": 1.1}) == 0.8
 
 
 @pytest.mark.parametrize("text_format", ["array", "object"])
 def test_every_token_gets_the_temperature_of_the_column_it_is_in(text_format):
     schema = infer_schema(TRICKY, text_format=text_format)
     tokenizer = ByT5Tokenizer()  # one token a byte: every position of the text is a token boundary
-    temperatures = ColumnTemperature(schema, tokenizer, 1.0, {name: i / 10 for i, name in enumerate(schema.names)})
+    temperatures = decoding_temperature(schema, tokenizer, 1.0, {name: i / 10 for i, name in enumerate(schema.names)})
     for record in TRICKY.to_dict("records"):
         ids = tokenizer.encode(schema.to_text(record), add_special_tokens=False)
         temperatures.start(1, ids[:1])  # the opening bracket as the prompt, the rest read as drawn
@@ -101,8 +101,8 @@ def test_decoding_by_column_matches_one_temperature_when_every_column_has_it(sma
         return generate_texts(llm, projector, tokenizer, z, 400, temperature, torch.Generator().manual_seed(seed),
                               constraint=RecordConstraint(schema, tokenizer))
 
-    assert decode(ColumnTemperature(schema, tokenizer, 3.0, dict.fromkeys(kinds, 0))) == decode(0)
+    assert decode(decoding_temperature(schema, tokenizer, 3.0, dict.fromkeys(kinds, 0))) == decode(0)
     hot = decode(3.0)
-    assert decode(ColumnTemperature(schema, tokenizer, 0, dict.fromkeys(kinds, 3.0))) == hot != decode(0)
-    first_hot = decode(ColumnTemperature(schema, tokenizer, 0, {"age": 3.0}))
+    assert decode(decoding_temperature(schema, tokenizer, 0, dict.fromkeys(kinds, 3.0))) == hot != decode(0)
+    first_hot = decode(decoding_temperature(schema, tokenizer, 0, {"age": 3.0}))
     assert [schema.parse(t)["age"] for t in first_hot] == [schema.parse(t)["age"] for t in hot]

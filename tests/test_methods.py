@@ -66,6 +66,7 @@ def test_vae_method_draws_other_latents_than_the_prior(with_finetune, tmp_path):
     (["method=gan"], "method='gan' is not one of difflm, vae, finetune, prompt"),
     (["method=prompt", "condition.sex=Female", "sample.condition_mode=guided"], "method=prompt does not read"),
     (["method=finetune", "condition.sex=Female", "sample.condition_mode=guided"], "does not read"),
+    (["sample.column_temperature.town=1.1"], "sample.column_temperature: 'town' is neither a column ("),
 ])
 def test_method_errors_are_one_line(with_finetune, tmp_path, capsys, args, expected):
     run, _ = with_finetune
