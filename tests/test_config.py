@@ -58,7 +58,8 @@ def test_a_budget_sets_steps_by_record_type_whatever_the_order_typed(tmp_path):
     tools = compose([f"run={tmp_path}", "data=tools", "budget=cpu60"])
     assert code.decoder.max_steps < table.decoder.max_steps and tools.decoder.max_steps < table.decoder.max_steps
     assert code.decoder.max_steps == table.by_record_type.code.decoder.max_steps
-    assert table.sample.temperature == 1.1 and code.sample.temperature == tools.sample.temperature == 1.0
+    assert table.sample.temperature == code.sample.temperature == tools.sample.temperature == 1.0
+    assert table.sample.column_temperature == {"categorical": 1.1}  # code and tool records have no columns
     assert tools.data.max_rows is None and compose([f"run={tmp_path}", "budget=cpu60", "data=tools"]) == tools
     assert compose([f"run={tmp_path}", "data=code", "budget=cpu60", "decoder.max_steps=9"]).decoder.max_steps == 9
     assert compose([f"run={tmp_path}", "data=code"]).decoder.max_steps == compose([f"run={tmp_path}"]).decoder.max_steps
