@@ -31,6 +31,7 @@ class DecoderModule(StageModule):
         self.llm = add_lora(llm, model["lora"])
         self.projector = build_projector(model["injection"], model["latent_dim"], llm.config, model["prefix_tokens"])
         self.tokenizer = load_tokenizer(model["llm"]["source"])
+        self.schema = schema_from_dict(schema)  # read once: every decoding call needs it
         self._plain, self._constraints = None, {}  # the decoding copy; the record grammar per conditions
 
     def shared_step(self, batch, split):
@@ -50,8 +51,7 @@ class DecoderModule(StageModule):
         forced tokens."""
         self.eval()
         constraint = self.constraint(tuple(conditions)) if constrained else None
-        temperature = decoding_temperature(schema_from_dict(self.hparams.schema), self.tokenizer, temperature,
-                                           column_temperature)
+        temperature = decoding_temperature(self.schema, self.tokenizer, temperature, column_temperature)
         return generate_texts(self.decoding_llm(weights), self.projector, self.tokenizer, self.read(z.to(self.device)),
                               max_new_tokens or self.hparams.max_new_tokens, temperature, generator,
                               self.hparams.prompt_ids, constraint, stats)
@@ -78,6 +78,5 @@ class DecoderModule(StageModule):
     def constraint(self, conditions=()):
         """The record grammar for these conditions, built once each (constraint.record_constraint)."""
         if conditions not in self._constraints:
-            schema = schema_from_dict(self.hparams.schema)
-            self._constraints[conditions] = record_constraint(schema, self.tokenizer, conditions)
+            self._constraints[conditions] = record_constraint(self.schema, self.tokenizer, conditions)
         return self._constraints[conditions]
