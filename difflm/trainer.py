@@ -3,6 +3,7 @@
 import os
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
@@ -10,6 +11,7 @@ from omegaconf import OmegaConf
 from difflm.callbacks.time_budget import TimeBudget
 from difflm.callbacks.timing import StepTimer
 from difflm.errors import UserError
+from difflm.modules.llm import native_dtype
 
 
 def wandb_online():
@@ -39,6 +41,16 @@ def make_logger(cfg, run, stage):
     return logger
 
 
+def resolve_precision(precision, accelerator):
+    """Lightning's precision, with `auto`: bf16-mixed where the device computes bfloat16 natively (a GPU that
+    supports it, a CPU with AVX512-BF16), else 32-true. Elsewhere autocast's bfloat16 matrix products are emulated:
+    8 times slower than float32 on the AVX2 machine measured (bench/decoder_speed.py)."""
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if native_dtype("cuda" if on_gpu else "cpu") == torch.bfloat16 else "32-true"
+
+
 def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):
     """A Trainer for the stage; its StepTimer is `trainer.step_timer`. With stage_cfg.max_minutes, max_steps is
     a cap and a TimeBudget decides where the stage ends."""
@@ -56,7 +68,7 @@ def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         strategy=cfg.trainer.strategy,
-        precision=stage_cfg.get("precision") or cfg.trainer.precision,
+        precision=resolve_precision(stage_cfg.get("precision") or cfg.trainer.precision, cfg.trainer.accelerator),
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.enable_progress_bar,
         logger=make_logger(cfg, run, stage),

@@ -88,3 +88,19 @@ def test_a_stage_may_set_its_own_precision(tmp_path):
     run = RunDir(cfg.run)
     assert make_trainer(cfg, run, "prior", cfg.prior).precision == "32-true"  # configs/stage/prior.yaml
     assert make_trainer(cfg, run, "decoder", cfg.decoder).precision == "bf16-mixed"
+
+
+def test_precision_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):
+    import torch
+
+    from difflm import trainer
+
+    for native, expected in ((torch.bfloat16, "bf16-mixed"), (torch.float32, "32-true")):
+        monkeypatch.setattr(trainer, "native_dtype", lambda device, native=native: native)
+        assert trainer.resolve_precision("auto", "cpu") == expected
+        assert trainer.resolve_precision("16-mixed", "cpu") == "16-mixed"  # anything else is Lightning's
+    asked = []
+    monkeypatch.setattr(trainer, "native_dtype", lambda device: asked.append(device) or torch.float32)
+    trainer.resolve_precision("auto", "cpu")
+    assert asked == ["cpu"]  # accelerator=cpu: the CPU's own bfloat16, even where a GPU is present
+    assert compose(["budget=cpu60"]).trainer.precision == "auto"
