@@ -54,7 +54,7 @@ from difflm.datamodules.records import load_run_data  # noqa: E402
 from difflm.evaluation import evaluate  # noqa: E402
 from difflm.latents import cached_latents  # noqa: E402
 from difflm.metrics.density import density_errors, mode_shares  # noqa: E402
-from difflm.metrics.utility import mle  # noqa: E402
+from difflm.metrics.utility import label_agreement, mle  # noqa: E402
 from difflm.modules.prior import StandardNormalPrior  # noqa: E402
 from difflm.pipeline import build_decoder, train  # noqa: E402
 from difflm.run_dir import STAGES, RunDir, atomic_write, atomic_write_text  # noqa: E402
@@ -66,6 +66,7 @@ ABLATIONS = ("no_prior", "no_decoder_stage", "no_latent", "posterior_means")
 # (key, column title, format): the protocol's metrics, then sampling's
 METRICS = [
     ("mle_auc", "MLE AUC", "{:.3f}"),
+    ("label_agreement_auc", "label agreement AUC", "{:.3f}"),
     ("shape_error", "shape err %", "{:.2f}"),
     ("trend_error_all_pairs", "trend err % (all pairs)", "{:.2f}"),
     ("trend_error", "trend err % (sdmetrics)", "{:.2f}"),
@@ -246,6 +247,7 @@ def baseline_table(schema, run, variant, seed, rows):
 def scores(report, stats):
     """The metrics of one synthetic table's report."""
     return {"mle_auc": report["mle"]["synthetic"]["score"],
+            "label_agreement_auc": report["mle"]["label_agreement"]["score"],
             **{k: report["density"][k] for k in ("shape_error", "trend_error_all_pairs", "trend_error")},
             **{k: report["privacy"][k] for k in ("dcr_share", "exact_copy_rate")},
             "c2st_auc": report["detection"]["c2st_auc"],
@@ -262,15 +264,17 @@ def column_scores(schema, train, table, report):
 
 
 def real_scores(schema, frames, report, rows, target, seed):
-    """The real-data row at the synthetic tables' size: MLE of `rows` training rows, density of `rows` holdout rows
-    against the training split, DCR share and exact copies of real rows neither half saw (the test split, as
-    evaluate's real_holdout_reference)."""
+    """The real-data row at the synthetic tables' size: MLE of `rows` training rows, density and label agreement of
+    `rows` holdout rows against the training split, DCR share and exact copies of real rows neither half saw (the
+    test split, as evaluate's real_holdout_reference)."""
     holdout = frames["holdout"] if len(frames["holdout"]) else frames["test"]
     train_rows = frames["train"].sample(n=min(rows, len(frames["train"])), random_state=seed)
-    density = density_errors(schema, frames["train"], holdout.sample(n=min(rows, len(holdout)), random_state=seed))
+    holdout_rows = holdout.sample(n=min(rows, len(holdout)), random_state=seed)
+    density = density_errors(schema, frames["train"], holdout_rows)
     reference = report["privacy"]["real_holdout_reference"]
     return {"mle_auc": mle(schema, train_rows, frames["test"], target, grid=True, seed=seed)["score"],
             "mle_auc_whole_training_split": report["mle"]["real_train"]["score"],
+            "label_agreement_auc": label_agreement(schema, frames["train"], holdout_rows, target, True, seed)["score"],
             **{k: density[k] for k in ("shape_error", "trend_error_all_pairs", "trend_error")},
             "dcr_share": reference["dcr_share"], "exact_copy_rate": reference["exact_copy_rate"],
             **report["coverage"]["real_holdout_reference"]}

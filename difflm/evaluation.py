@@ -13,7 +13,7 @@ from difflm.metrics.density import density_errors
 from difflm.metrics.detection import c2st_auc
 from difflm.metrics.plots import plot_columns, plot_pair_trends
 from difflm.metrics.privacy import dcr_share, exact_copy_rate
-from difflm.metrics.utility import mle
+from difflm.metrics.utility import label_agreement, mle
 from difflm.run_dir import atomic_write_text
 from difflm.text_evaluation import evaluate_texts, format_text_report, write_text_report
 
@@ -51,9 +51,12 @@ def evaluate(schema, synthetic, frames, target=None, seed=0, grid=False, samplin
                              if k in sampling}
     if target is not None:
         report["mle"] = {"synthetic": timed("mle", lambda: mle(schema, synthetic, test, target, grid, seed)),
-                         "target": target, "grid": grid}
+                         "target": target, "grid": grid,
+                         "label_agreement": timed("label_agreement", lambda: label_agreement(
+                             schema, train, synthetic, target, grid, seed))}
         if references:
             report["mle"]["real_train"] = timed("mle_real", lambda: mle(schema, train, test, target, grid, seed))
+            # the real test rows' label agreement is the real training table's MLE: the same fit, the same rows
     pair_scores = []
     report["density"] = timed("density", lambda: density_errors(schema, train, synthetic, pair_scores))
     train_part, holdout, real_holdout = privacy_splits(frames, seed)
@@ -103,6 +106,9 @@ def format_report(report):
         m = report["mle"]
         lines.append(f"MLE {m['synthetic']['metric']} ({m['target']})  {m['synthetic']['score']:.4f}  "
                      f"(real train: {m['real_train']['score']:.4f})")
+        if m["label_agreement"]["score"] is not None:
+            lines.append(f"label agreement       {m['label_agreement']['score']:.4f}  (real model on these rows' "
+                         f"labels; on real test rows: {m['real_train']['score']:.4f})")
     d, p = report["density"], report["privacy"]
     lines.append(f"shape error           {d['shape_error']:.2f}%")
     lines.append(f"trend error           {d['trend_error_all_pairs']:.2f}% all pairs, {d['trend_error']:.2f}% sdmetrics")

@@ -16,6 +16,7 @@ def test_report_of_a_real_sample_has_every_metric_and_plots(tmp_path):
     report = evaluate(schema, synthetic, frames, target="income", seed=0,
                       sampling={"validity": 0.9, "generated": 444, "failures": {"wrong keys": 44}})
     assert report["mle"]["synthetic"]["score"] > 0.8 and report["mle"]["real_train"]["score"] > 0.8
+    assert report["mle"]["label_agreement"]["score"] > 0.8  # real rows' labels follow the real conditional
     assert report["privacy"]["dcr_share"] == pytest.approx(0.5, abs=0.1)
     assert report["privacy"]["exact_copy_rate"] == 0
     assert report["detection"]["c2st_auc"] < 0.6
@@ -23,13 +24,13 @@ def test_report_of_a_real_sample_has_every_metric_and_plots(tmp_path):
     assert report["coverage"]["alpha_precision"] > 0.9
     assert report["coverage"]["beta_recall"] == pytest.approx(
         report["coverage"]["real_holdout_reference"]["beta_recall"], abs=0.1)
-    assert set(report["seconds"]) == {"mle", "mle_real", "density", "dcr", "exact_copies", "c2st", "coverage"}
+    assert set(report["seconds"]) == {"mle", "label_agreement", "mle_real", "density", "dcr", "exact_copies", "c2st", "coverage"}
     paths = write_report(schema, report, synthetic, frames["train"], tmp_path)
     saved = json.loads(paths["report"].read_text())
     assert saved["versions"]["sdmetrics"] == "0.32.0" and saved["seed"] == 0
     for name in ("columns", "pair_trends"):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "DCR share" in format_report(saved)
+    assert "DCR share" in format_report(saved) and "label agreement" in format_report(saved)
 
 
 def test_privacy_splits_use_the_runs_holdout_rows_when_it_has_them():

@@ -12,7 +12,7 @@ from difflm.metrics.density import density_errors, mode_shares
 from difflm.metrics.detection import c2st_auc
 from difflm.metrics.encoding import encode
 from difflm.metrics.privacy import dcr_share, exact_copy_rate
-from difflm.metrics.utility import mle
+from difflm.metrics.utility import label_agreement, mle
 from difflm.metrics.validity import validity
 
 
@@ -63,6 +63,23 @@ def test_mle_real_rows_predict_and_shuffled_labels_do_not(adult):
     assert mle(schema, shuffled, test, "income")["score"] == pytest.approx(0.5, abs=0.08)
     regression = mle(schema, train_half, test, "hours-per-week")
     assert regression["metric"] == "rmse" and regression["score"] < test["hours-per-week"].std()
+
+
+def test_label_agreement_real_rows_agree_shuffled_labels_and_one_class_do_not(adult):
+    schema, train_half, holdout_half, _, test = adult
+    real = label_agreement(schema, train_half, holdout_half, "income")
+    assert real["metric"] == "auc" and real["score"] > 0.85  # real rows follow the real conditional
+    assert real["score"] == mle(schema, train_half, holdout_half, "income")["score"]  # train on real, test on them
+    shuffled = holdout_half.assign(income=np.random.default_rng(0).permutation(holdout_half.income.to_numpy()))
+    assert label_agreement(schema, train_half, shuffled, "income")["score"] == pytest.approx(0.5, abs=0.08)
+    flipped = holdout_half.assign(income=holdout_half.income.map({"<=50K": ">50K", ">50K": "<=50K"}))
+    assert label_agreement(schema, train_half, flipped, "income")["score"] == pytest.approx(1 - real["score"])
+    assert label_agreement(schema, train_half, holdout_half.assign(income="<=50K"), "income")["score"] is None
+    regression = label_agreement(schema, train_half, holdout_half, "hours-per-week")
+    hours = np.random.default_rng(0).permutation(holdout_half["hours-per-week"].to_numpy())
+    assert regression["metric"] == "rmse"
+    assert regression["score"] < label_agreement(schema, train_half, holdout_half.assign(**{"hours-per-week": hours}),
+                                                 "hours-per-week")["score"]
 
 
 def test_mle_grid_picks_a_setting_on_the_held_out_ninth(adult):

@@ -25,6 +25,9 @@ def fast_metrics(schema, synthetic, frames, target, seed):
     metrics = {}
     if "mle" in report:
         metrics[f"mle_{report['mle']['synthetic']['metric']}"] = report["mle"]["synthetic"]["score"]
+        agreement = report["mle"]["label_agreement"]
+        if agreement["score"] is not None:  # None: the rows hold one class
+            metrics[f"label_agreement_{agreement['metric']}"] = agreement["score"]
     metrics.update(shape_error=report["density"]["shape_error"],
                    trend_error=report["density"]["trend_error_all_pairs"],
                    dcr_share=report["privacy"]["dcr_share"], c2st_auc=report["detection"]["c2st_auc"],

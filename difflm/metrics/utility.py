@@ -1,4 +1,5 @@
-"""Machine-learning efficiency (MLE): train XGBoost on a (synthetic) table, score it on the real test set."""
+"""Machine-learning efficiency (MLE): train XGBoost on a (synthetic) table, score it on the real test set; and
+label agreement, the other way round: train on the real table, score on the synthetic one."""
 
 import itertools
 
@@ -79,3 +80,17 @@ def mle(schema, train, test, target, grid=False, seed=0):
     model = make(**settings[0], random_state=seed, n_jobs=2).fit(x_train, y_train)
     return {"metric": "rmse" if task == "regression" else "auc", "score": _score(model, task, x_test, y_test),
             "params": settings[0]}
+
+
+def label_agreement(schema, real_train, table, target, grid=False, seed=0):
+    """Train on real, test on synthetic: XGBoost fitted on the real training table, scored on `table`'s own target
+    (ROC-AUC, or RMSE for a numeric target). It asks whether the table's target follows the real conditional of the
+    target given the other columns: real rows never trained on score what the real test set does, a table whose
+    labels are noisier scores lower. MLE can be low for another reason (rows that miss part of the real data), which
+    this does not see. Same return as mle; the score is None when `table` holds a single class."""
+    column = next((c for c in schema.columns if c.name == target), None)
+    if column is not None and column.kind not in ("integer", "float"):
+        labels, _ = _labels(column, table[target])
+        if len(np.unique(labels[labels >= 0])) < 2:
+            return {"metric": "auc", "score": None, "params": None}
+    return mle(schema, real_train, table, target, grid, seed)
