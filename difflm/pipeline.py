@@ -38,15 +38,38 @@ def stage_config(cfg, stage):
     return cfg[stage]
 
 
+def stage_minutes(cfg, run, stage):
+    """The wall-clock budget of a stage in minutes: its own `<stage>.max_minutes`, capped by what is left of the
+    run's `training_minutes` after the stages trained before it (vae, then prior; the finetune baseline counts as the
+    decoder), as their <run>/<stage>/metrics.json record them ("seconds"; a stage saved without them counts 0).
+    None: no budget. A slower machine thus gives the decoder fewer minutes instead of running past the budget."""
+    own = stage_config(cfg, stage).get("max_minutes")
+    if own is None or cfg.training_minutes is None:
+        return own
+    before = STAGES[:STAGES.index(stage if stage in STAGES else "decoder")]
+    spent = {s: stage_seconds(run, s) for s in before}
+    left = budget_seconds(cfg.training_minutes, "training_minutes") - sum(spent.values())
+    if left < 60:
+        raise UserError(f"training_minutes={cfg.training_minutes} leaves {max(left, 0):.0f} s for the {stage} stage "
+                        f"after {', '.join(f'{s} ({v:.0f} s)' for s, v in spent.items())}: raise training_minutes, "
+                        f"or set it to null to give {stage}.max_minutes whole")
+    return min(own, left / 60)
+
+
+def stage_seconds(run, stage):
+    record = run.stage(stage) / "metrics.json"
+    return json.loads(record.read_text()).get("seconds", 0.0) if record.is_file() else 0.0
+
+
 def fit_stage(cfg, run, stage, module, data, callbacks=()):
-    """Fit one stage (resuming from its last checkpoint if there is one). Its final metrics (the last value of
-    everything it logged) go to <run>/<stage>/metrics.json; returns them with the median seconds per step."""
-    trainer = make_trainer(cfg, run, stage, stage_config(cfg, stage), callbacks)
+    """Fit one stage (resuming from its last checkpoint if there is one); returns its final metrics (the last value
+    of everything it logged) with the median seconds per step and the steps, which train() saves."""
+    section = OmegaConf.merge(stage_config(cfg, stage), {"max_minutes": stage_minutes(cfg, run, stage)})
+    trainer = make_trainer(cfg, run, stage, section, callbacks)
     trainer.fit(module, data, ckpt_path=resume_path(run, stage))
     metrics = {name: round(float(value), 6) for name, value in sorted(trainer.callback_metrics.items())}
     metrics["seconds_per_step"] = trainer.step_timer.median
     metrics["steps"] = trainer.global_step
-    atomic_write_text(run.stage(stage) / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -151,6 +174,7 @@ def train(cfg):
         section = stage_config(cfg, stage)
         lr_factor(section.lr_schedule, section.warmup_steps, section.max_steps)
         budget_seconds(section.get("max_minutes"), f"{stage}.max_minutes")
+    budget_seconds(cfg.training_minutes, "training_minutes")
     if cfg.upstream:
         link_upstream(run, cfg.upstream, stages)
     unlink_borrowed(run, stages)
@@ -162,10 +186,14 @@ def train(cfg):
     timings, step_seconds, metrics = {}, {}, {}
     for stage in stages:
         L.seed_everything(cfg.seed, verbose=False)
+        spent_before = stage_seconds(run, stage) if resume_path(run, stage) else 0.0  # a resumed stage's earlier runs
         started = time.perf_counter()
         metrics[stage] = STAGE_FUNCTIONS[stage](cfg, run)
         step_seconds[stage] = metrics[stage]["seconds_per_step"]
         timings[stage] = round(time.perf_counter() - started, 1)
+        # its wall time in all its sessions, data and latents included: what training_minutes subtracts
+        metrics[stage]["seconds"] = round(spent_before + timings[stage], 1)
+        atomic_write_text(run.stage(stage) / "metrics.json", json.dumps(metrics[stage], indent=2))
     result = {"seconds": timings, "seconds_per_step": step_seconds, "metrics": metrics}
     if cfg.stage == "all":
         out = cfg.sample.out or run.root / ("samples.csv" if load_schema(run.schema).record_type == "table"

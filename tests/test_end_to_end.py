@@ -30,6 +30,7 @@ def test_run_directory_describes_itself(trained):
     assert "val/recon_accuracy" in header
     vae_metrics = json.loads((run.root / "vae/metrics.json").read_text())
     assert 0 <= vae_metrics["val/recon_accuracy"] <= 1 and vae_metrics["val/recon"] > 0
+    assert vae_metrics["seconds"] > 0  # the stage's wall time, which a later stage's training_minutes subtracts
     # the decoder stage ends with a downstream evaluation through the whole pipeline (prior trained before it)
     decoder_log = (run.root / "logs/decoder/metrics.csv").read_text()
     assert "eval/validity" in decoder_log.splitlines()[0]
@@ -132,8 +133,12 @@ def test_resume_continues_from_the_last_checkpoint(trained):
 
     run, base, _ = trained
     before = torch.load(run.last("vae"), weights_only=False)["global_step"]
-    train(compose([*base, "stage=vae", f"vae.max_steps={before + 10}"]))
+    seconds_before = json.loads((run.stage("vae") / "metrics.json").read_text())["seconds"]
+    result = train(compose([*base, "stage=vae", f"vae.max_steps={before + 10}"]))
     assert torch.load(run.last("vae"), weights_only=False)["global_step"] == before + 10
+    # its recorded wall time adds this session's to the earlier ones (what training_minutes subtracts)
+    seconds = json.loads((run.stage("vae") / "metrics.json").read_text())["seconds"]
+    assert seconds == pytest.approx(seconds_before + result["seconds"]["vae"], abs=0.11)
 
 
 def test_ddpm_prior_trains_and_samples_from_the_same_vae(trained, tmp_path):

@@ -123,3 +123,32 @@ def test_a_resumed_budgeted_stage_keeps_its_plan_and_its_spent_time(tmp_path):
     assert resumed.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
     finished, module, _ = fit(tmp_path, FakeClock(1.0))  # a finished stage trains no further
     assert finished.global_step == 30 and module.validated_at == []
+
+
+def test_training_minutes_caps_the_decoder_by_what_the_earlier_stages_left(tmp_path):
+    import json
+
+    from difflm.pipeline import stage_minutes
+
+    run = RunDir(tmp_path / "run")
+
+    def spent(vae, prior):
+        for stage, seconds in (("vae", vae), ("prior", prior)):
+            run.stage(stage).mkdir(parents=True, exist_ok=True)
+            record = {"steps": 100} if seconds is None else {"steps": 100, "seconds": seconds}
+            (run.stage(stage) / "metrics.json").write_text(json.dumps(record))
+
+    cfg = compose([f"run={run.root}", "model=tiny", "training_minutes=57", "decoder.max_minutes=45"])
+    spent(640.0, 740.0)  # a slow machine: 23 minutes before the decoder
+    assert stage_minutes(cfg, run, "decoder") == pytest.approx(57 - 23)
+    assert stage_minutes(cfg, run, "finetune") == pytest.approx(57 - 23)  # the decoder's budget, for equal cost
+    assert stage_minutes(cfg, run, "vae") is None  # no budget of its own: none from the run either
+    spent(194.0, 260.0)  # a fast one: the decoder's own 45 minutes fit
+    assert stage_minutes(cfg, run, "decoder") == 45
+    spent(None, 260.0)  # a stage saved before stages recorded their seconds counts 0
+    assert stage_minutes(cfg, run, "decoder") == 45
+    assert stage_minutes(compose([f"run={run.root}", "model=tiny", "decoder.max_minutes=45"]), run, "decoder") == 45
+    spent(3000.0, 500.0)
+    with pytest.raises(UserError, match=r"training_minutes=57 leaves 0 s for the decoder stage after vae \(3000 s\), "
+                                        r"prior \(500 s\): raise training_minutes, or set it to null"):
+        stage_minutes(cfg, run, "decoder")
