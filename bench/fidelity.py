@@ -54,7 +54,7 @@ from difflm.datamodules.records import load_run_data  # noqa: E402
 from difflm.evaluation import evaluate  # noqa: E402
 from difflm.latents import cached_latents  # noqa: E402
 from difflm.metrics.density import density_errors, mode_shares  # noqa: E402
-from difflm.metrics.utility import label_agreement, mle  # noqa: E402
+from difflm.metrics.utility import TargetModel, label_agreement, mle  # noqa: E402
 from difflm.modules.prior import StandardNormalPrior  # noqa: E402
 from difflm.pipeline import build_decoder, train  # noqa: E402
 from difflm.run_dir import STAGES, RunDir, atomic_write, atomic_write_text  # noqa: E402
@@ -274,7 +274,8 @@ def real_scores(schema, frames, report, rows, target, seed):
     reference = report["privacy"]["real_holdout_reference"]
     return {"mle_auc": mle(schema, train_rows, frames["test"], target, grid=True, seed=seed)["score"],
             "mle_auc_whole_training_split": report["mle"]["real_train"]["score"],
-            "label_agreement_auc": label_agreement(schema, frames["train"], holdout_rows, target, True, seed)["score"],
+            "label_agreement_auc": label_agreement(TargetModel(schema, frames["train"], target, True, seed),
+                                                   holdout_rows)["score"],
             **{k: density[k] for k in ("shape_error", "trend_error_all_pairs", "trend_error")},
             "dcr_share": reference["dcr_share"], "exact_copy_rate": reference["exact_copy_rate"],
             **report["coverage"]["real_holdout_reference"]}

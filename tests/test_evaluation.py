@@ -24,7 +24,8 @@ def test_report_of_a_real_sample_has_every_metric_and_plots(tmp_path):
     assert report["coverage"]["alpha_precision"] > 0.9
     assert report["coverage"]["beta_recall"] == pytest.approx(
         report["coverage"]["real_holdout_reference"]["beta_recall"], abs=0.1)
-    assert set(report["seconds"]) == {"mle", "label_agreement", "mle_real", "density", "dcr", "exact_copies", "c2st", "coverage"}
+    assert set(report["seconds"]) == {"mle", "label_agreement", "mle_real", "density", "dcr", "exact_copies", "c2st",
+                                      "coverage"}
     paths = write_report(schema, report, synthetic, frames["train"], tmp_path)
     saved = json.loads(paths["report"].read_text())
     assert saved["versions"]["sdmetrics"] == "0.32.0" and saved["seed"] == 0

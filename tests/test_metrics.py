@@ -12,7 +12,7 @@ from difflm.metrics.density import density_errors, mode_shares
 from difflm.metrics.detection import c2st_auc
 from difflm.metrics.encoding import encode
 from difflm.metrics.privacy import dcr_share, exact_copy_rate
-from difflm.metrics.utility import label_agreement, mle
+from difflm.metrics.utility import TargetModel, label_agreement, mle
 from difflm.metrics.validity import validity
 
 
@@ -67,19 +67,20 @@ def test_mle_real_rows_predict_and_shuffled_labels_do_not(adult):
 
 def test_label_agreement_real_rows_agree_shuffled_labels_and_one_class_do_not(adult):
     schema, train_half, holdout_half, _, test = adult
-    real = label_agreement(schema, train_half, holdout_half, "income")
+    real_model = TargetModel(schema, train_half, "income")
+    real = label_agreement(real_model, holdout_half)
     assert real["metric"] == "auc" and real["score"] > 0.85  # real rows follow the real conditional
     assert real["score"] == mle(schema, train_half, holdout_half, "income")["score"]  # train on real, test on them
     shuffled = holdout_half.assign(income=np.random.default_rng(0).permutation(holdout_half.income.to_numpy()))
-    assert label_agreement(schema, train_half, shuffled, "income")["score"] == pytest.approx(0.5, abs=0.08)
+    assert label_agreement(real_model, shuffled)["score"] == pytest.approx(0.5, abs=0.08)
     flipped = holdout_half.assign(income=holdout_half.income.map({"<=50K": ">50K", ">50K": "<=50K"}))
-    assert label_agreement(schema, train_half, flipped, "income")["score"] == pytest.approx(1 - real["score"])
-    assert label_agreement(schema, train_half, holdout_half.assign(income="<=50K"), "income")["score"] is None
-    regression = label_agreement(schema, train_half, holdout_half, "hours-per-week")
+    assert label_agreement(real_model, flipped)["score"] == pytest.approx(1 - real["score"])
+    assert label_agreement(real_model, holdout_half.assign(income="<=50K"))["score"] is None
+    hours_model = TargetModel(schema, train_half, "hours-per-week")
+    regression = label_agreement(hours_model, holdout_half)
     hours = np.random.default_rng(0).permutation(holdout_half["hours-per-week"].to_numpy())
     assert regression["metric"] == "rmse"
-    assert regression["score"] < label_agreement(schema, train_half, holdout_half.assign(**{"hours-per-week": hours}),
-                                                 "hours-per-week")["score"]
+    assert regression["score"] < label_agreement(hours_model, holdout_half.assign(**{"hours-per-week": hours}))["score"]
 
 
 def test_mle_grid_picks_a_setting_on_the_held_out_ninth(adult):

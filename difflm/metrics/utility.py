@@ -44,53 +44,72 @@ def _score(model, task, x, y):
     return float(roc_auc_score(y, proba, multi_class="ovr", labels=model.classes_))
 
 
+class TargetModel:
+    """XGBoost fitted to predict `target` from the other columns of `train`: grid=True searches the protocol's
+    grid, choosing on 1/9 of `train`; otherwise one fast setting. score(table) scores it on any table's own target,
+    so one fit serves several tables (MLE on the real test rows and label agreement on a synthetic table)."""
+
+    def __init__(self, schema, train, target, grid=False, seed=0):
+        if target not in schema.names:
+            raise UserError(f"MLE target '{target}' is not a column: one of {schema.names}")
+        self.schema, self.target = schema, target
+        self.column = next(c for c in schema.columns if c.name == target)
+        self.model, self.params, self.dense = None, None, None
+        y_train, self.task = _labels(self.column, train[target])
+        keep_train = _known(y_train, self.task)
+        x_train, y_train = _features(schema, train, target)[keep_train], y_train[keep_train]
+        if self.task == "classification":
+            # XGBoost wants classes 0..k-1 present in training: map the seen classes densely
+            seen = np.unique(y_train)
+            if len(seen) < 2:
+                return  # one class: nothing to learn, every table scores 0.5
+            self.dense = {c: i for i, c in enumerate(seen)}
+            y_train = np.array([self.dense[c] for c in y_train])
+        make = XGBRegressor if self.task == "regression" else XGBClassifier
+        settings = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())] if grid else [FAST]
+        if len(settings) > 1:
+            x_fit, x_val, y_fit, y_val = train_test_split(x_train, y_train, test_size=1 / 9, random_state=seed)
+            better = (lambda a, b: a < b) if self.task == "regression" else (lambda a, b: a > b)
+            best, best_score = None, None
+            for params in settings:
+                score = _score(make(**params, random_state=seed, n_jobs=2).fit(x_fit, y_fit), self.task, x_val, y_val)
+                if best is None or better(score, best_score):
+                    best, best_score = params, score
+            settings = [best]
+        self.params = settings[0]
+        self.model = make(**self.params, random_state=seed, n_jobs=2).fit(x_train, y_train)
+
+    def score(self, table):
+        """{"metric": "auc" | "rmse", "score": float, "params": the setting used} on `table`'s rows whose target is
+        known (for classes, one seen in training)."""
+        if self.model is None:
+            return {"metric": "auc", "score": 0.5, "params": None}
+        y_test, _ = _labels(self.column, table[self.target])
+        keep_test = _known(y_test, self.task)
+        x_test, y_test = _features(self.schema, table, self.target)[keep_test], y_test[keep_test]
+        if self.task == "classification":
+            test_known = np.isin(y_test, list(self.dense))
+            x_test, y_test = x_test[test_known], np.array([self.dense[c] for c in y_test[test_known]])
+        return {"metric": "rmse" if self.task == "regression" else "auc",
+                "score": _score(self.model, self.task, x_test, y_test), "params": self.params}
+
+
 def mle(schema, train, test, target, grid=False, seed=0):
     """MLE of a training table for `target`: XGBoost fitted on `train` (e.g. synthetic rows), scored on the
     real `test` rows: ROC-AUC for a categorical/boolean target (one-vs-rest if several classes), RMSE for a
     numeric one. grid=True searches the protocol's grid, choosing on 1/9 of `train`; otherwise one fast setting.
     Returns {"metric": "auc" | "rmse", "score": float, "params": the setting used}."""
-    if target not in schema.names:
-        raise UserError(f"MLE target '{target}' is not a column: one of {schema.names}")
-    column = next(c for c in schema.columns if c.name == target)
-    y_train, task = _labels(column, train[target])
-    y_test, _ = _labels(column, test[target])
-    keep_train, keep_test = _known(y_train, task), _known(y_test, task)
-    x_train, y_train = _features(schema, train, target)[keep_train], y_train[keep_train]
-    x_test, y_test = _features(schema, test, target)[keep_test], y_test[keep_test]
-    if task == "classification":
-        # XGBoost wants classes 0..k-1 present in training: map the seen classes densely
-        seen = np.unique(y_train)
-        if len(seen) < 2:
-            return {"metric": "auc", "score": 0.5, "params": None}
-        dense = {c: i for i, c in enumerate(seen)}
-        y_train = np.array([dense[c] for c in y_train])
-        test_known = np.isin(y_test, seen)
-        x_test, y_test = x_test[test_known], np.array([dense[c] for c in y_test[test_known]])
-    make = XGBRegressor if task == "regression" else XGBClassifier
-    settings = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())] if grid else [FAST]
-    if len(settings) > 1:
-        x_fit, x_val, y_fit, y_val = train_test_split(x_train, y_train, test_size=1 / 9, random_state=seed)
-        better = (lambda a, b: a < b) if task == "regression" else (lambda a, b: a > b)
-        best, best_score = None, None
-        for params in settings:
-            score = _score(make(**params, random_state=seed, n_jobs=2).fit(x_fit, y_fit), task, x_val, y_val)
-            if best is None or better(score, best_score):
-                best, best_score = params, score
-        settings = [best]
-    model = make(**settings[0], random_state=seed, n_jobs=2).fit(x_train, y_train)
-    return {"metric": "rmse" if task == "regression" else "auc", "score": _score(model, task, x_test, y_test),
-            "params": settings[0]}
+    return TargetModel(schema, train, target, grid, seed).score(test)
 
 
-def label_agreement(schema, real_train, table, target, grid=False, seed=0):
-    """Train on real, test on synthetic: XGBoost fitted on the real training table, scored on `table`'s own target
-    (ROC-AUC, or RMSE for a numeric target). It asks whether the table's target follows the real conditional of the
-    target given the other columns: real rows never trained on score what the real test set does, a table whose
-    labels are noisier scores lower. MLE can be low for another reason (rows that miss part of the real data), which
-    this does not see. Same return as mle; the score is None when `table` holds a single class."""
-    column = next((c for c in schema.columns if c.name == target), None)
-    if column is not None and column.kind not in ("integer", "float"):
-        labels, _ = _labels(column, table[target])
+def label_agreement(real_model, table):
+    """Train on real, test on synthetic: `real_model`, a TargetModel fitted on the real training table, scored on
+    `table`'s own target (ROC-AUC, or RMSE for a numeric target). It asks whether the table's target follows the real
+    conditional of the target given the other columns: real rows never trained on score what the real test set does,
+    a table whose labels are noisier scores lower. MLE can be low for another reason (rows that miss part of the real
+    data), which this does not see. Same return as mle; the score is None when `table` holds a single class."""
+    if real_model.task == "classification":
+        labels, _ = _labels(real_model.column, table[real_model.target])
         if len(np.unique(labels[labels >= 0])) < 2:
             return {"metric": "auc", "score": None, "params": None}
-    return mle(schema, real_train, table, target, grid, seed)
+    return real_model.score(table)
