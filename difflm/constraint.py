@@ -134,6 +134,23 @@ class RecordConstraint:
         """Whether the row's record is finished: nothing but end-of-sequence may follow, so it needs no more passes."""
         return self.matchers[row].is_stopped()
 
+    def forced(self, token_ids):
+        """For each token of a record's text (its tokens after the start token, end-of-sequence included): whether
+        constrained decoding takes it from the grammar instead of drawing it, i.e. it is the first of the run the
+        grammar forces there, or the record is already complete. The model's distribution at such a token is never
+        read. From a token the grammar refuses on, nothing counts as forced."""
+        matcher = llguidance.LLMatcher(self.ll_tokenizer, self.grammar)
+        flags = []
+        for token in token_ids:
+            if matcher.is_error():
+                flags.append(False)
+                continue
+            run = [] if matcher.is_stopped() else matcher.compute_ff_tokens()
+            flags.append(matcher.is_stopped() or (bool(run) and run[0] == token))
+            if not matcher.is_stopped():
+                matcher.consume_token(token)
+        return flags
+
 
 def record_constraint(schema, tokenizer, conditions=()):
     """The record grammar's constraint for these conditions (about a second to build); None for a record type that has

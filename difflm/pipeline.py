@@ -145,9 +145,23 @@ def build_decoder(cfg, run, stage="decoder"):
     module.projector.load_state_dict(projector_state)
     items = {s: [{"text": t, "mu": mu, "logvar": lv} for t, mu, lv in zip(texts[s], *latents[s])]
              for s in ("train", "val")}
-    data = RecordDataModule(items["train"], items["val"], RecordCollator(tokenizer, model["max_length"]),
-                            cfg.decoder.batch_size, cfg.seed)
+    collate = RecordCollator(tokenizer, model["max_length"], forced=forced_tokens(cfg.decoder.loss_on, module))
+    data = RecordDataModule(items["train"], items["val"], collate, cfg.decoder.batch_size, cfg.seed)
     return module, data
+
+
+def forced_tokens(loss_on, module):
+    """decoder.loss_on -> what RecordCollator's `forced` takes: None (every token carries loss), or the record
+    grammar's forced-token flags."""
+    if loss_on == "all":
+        return None
+    if loss_on != "free":
+        raise UserError(f"decoder.loss_on='{loss_on}' is not one of all, free")
+    constraint = module.constraint()
+    if constraint is None:
+        raise UserError(f"decoder.loss_on=free needs a record grammar, and {module.schema.record_type} records have "
+                        "none: use decoder.loss_on=all")
+    return constraint.forced
 
 
 def train_decoder(cfg, run):

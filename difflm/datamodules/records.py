@@ -108,11 +108,13 @@ def common_prefix(sequences):
 
 
 class RecordCollator:
-    """Items {text, [mu, logvar]} -> LLM tokens with labels (+ encoder tokens, + latent moments)."""
+    """Items {text, [mu, logvar]} -> LLM tokens with labels (+ encoder tokens, + latent moments). `forced` (token ids
+    after the start token -> a flag per token, e.g. RecordConstraint.forced): the flagged tokens carry no label."""
 
-    def __init__(self, llm_tokenizer, max_length, encoder_tokenizer=None, encoder_max_length=256):
+    def __init__(self, llm_tokenizer, max_length, encoder_tokenizer=None, encoder_max_length=256, forced=None):
         self.llm_tokenizer, self.max_length = llm_tokenizer, max_length
         self.encoder_tokenizer, self.encoder_max_length = encoder_tokenizer, encoder_max_length
+        self.forced = forced
 
     def __call__(self, items):
         texts = [item["text"] for item in items]
@@ -125,6 +127,10 @@ class RecordCollator:
             input_ids[row, : len(seq)] = torch.tensor(seq)
             attention_mask[row, : len(seq)] = 1
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
+        if self.forced is not None:
+            for row, seq in enumerate(ids):
+                flags = torch.tensor(self.forced(seq[1:]), dtype=torch.bool)
+                labels[row, 1: len(seq)] = labels[row, 1: len(seq)].masked_fill(flags, IGNORE_INDEX)
         batch = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
         if self.encoder_tokenizer is not None:
             enc = self.encoder_tokenizer(texts, padding=True, truncation=True, max_length=self.encoder_max_length,

@@ -10,6 +10,7 @@ from difflm.datamodules.record_types import schema_from_dict
 from difflm.modules.base import StageModule
 from difflm.modules.encoder import reparameterize
 from difflm.modules.generate import generate_texts
+from difflm.modules.lm_loss import causal_lm_loss
 from difflm.modules.llm import load_llm, load_tokenizer, native_dtype, plain_copy
 from difflm.modules.projectors import build_projector
 
@@ -38,7 +39,7 @@ class DecoderModule(StageModule):
         noise = self.hparams.train.get("latent_noise", 1.0) if split == "train" else 0.0
         z = self.read(reparameterize(batch["mu"], batch["logvar"], scale=noise))
         inputs = self.projector.llm_inputs(self.llm, z, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        loss = self.llm(**inputs).loss
+        loss = causal_lm_loss(self.llm, inputs)
         self.log_split(split, dict(loss=loss), batch["input_ids"].shape[0])
         return loss
 

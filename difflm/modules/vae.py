@@ -5,6 +5,7 @@ import torch
 from difflm.modules.base import StageModule
 from difflm.modules.encoder import PosteriorEncoder, kl_per_dim, load_encoder, reparameterize
 from difflm.modules.generate import generate_texts
+from difflm.modules.lm_loss import causal_lm_loss
 from difflm.modules.llm import load_llm, load_tokenizer
 from difflm.modules.projectors import build_projector, embedding_std
 
@@ -33,7 +34,7 @@ class VAEModule(StageModule):
         mu, logvar = self.posterior(batch["encoder_input_ids"], batch["encoder_attention_mask"])
         z = reparameterize(mu, logvar) if split == "train" else mu
         inputs = self.projector.llm_inputs(self.llm, z, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        recon = self.llm(**inputs).loss
+        recon = causal_lm_loss(self.llm, inputs)
         kl = kl_per_dim(mu, logvar, self.hparams.train["free_bits"])
         loss = recon + self.beta * kl
         metrics = dict(loss=loss, recon=recon, kl=kl, beta=self.beta)

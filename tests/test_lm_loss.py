@@ -1,0 +1,125 @@
+"""The LM loss with the vocabulary head only at labelled positions, and decoder.loss_on=free: no loss on the tokens
+the record grammar forces."""
+
+import pandas as pd
+import pytest
+import torch
+from transformers import ByT5Tokenizer
+
+from difflm.constraint import RecordConstraint
+from difflm.datamodules.records import RecordCollator
+from difflm.datamodules.schema import infer_schema
+from difflm.errors import UserError
+from difflm.modules.decoder import add_lora
+from difflm.modules.lm_loss import causal_lm_loss
+from difflm.modules.llm import load_llm
+from difflm.modules.projectors import IGNORE_INDEX, build_projector
+
+
+@pytest.fixture(scope="module")
+def lora_llm():
+    llm = add_lora(load_llm("tiny"), dict(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "up_proj"]))
+    for name, p in llm.named_parameters():
+        if "lora_B" in name:  # LoRA starts at zero: give it a value, so that its gradient depends on the loss's input
+            torch.nn.init.normal_(p, std=0.1)
+    return llm
+
+
+def loss_and_grads(llm, projector, compute, ids, mask, labels, z):
+    llm.zero_grad(), projector.zero_grad()
+    inputs = projector.llm_inputs(llm, z, ids, mask, labels)  # fresh: kv_memory's cache is grown by a forward
+    loss = compute(llm, inputs)
+    loss.backward()
+    params = [p for p in [*llm.parameters(), *projector.parameters()] if p.requires_grad]
+    return loss.detach(), [p.grad.clone() for p in params]
+
+
+@pytest.mark.parametrize("injection", ["soft_prompt", "kv_memory", "input_embed"])
+def test_head_at_labelled_positions_gives_the_models_own_loss_and_gradients(lora_llm, injection):
+    torch.manual_seed(0)
+    projector = build_projector(injection, 16, lora_llm.config, prefix_tokens=4)
+    ids = torch.randint(3, 300, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # padding
+    labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+    labels[0, 2:6] = IGNORE_INDEX  # e.g. forced tokens
+    z = torch.randn(3, 16)
+    reference, reference_grads = loss_and_grads(lora_llm, projector, lambda llm, inputs: llm(**inputs).loss,
+                                                ids, mask, labels, z)
+    loss, grads = loss_and_grads(lora_llm, projector, causal_lm_loss, ids, mask, labels, z)
+    assert torch.allclose(loss, reference, atol=1e-6)
+    for grad, expected in zip(grads, reference_grads):
+        assert torch.allclose(grad, expected, atol=1e-6)
+    changed = labels.clone()
+    changed[2, 3] = IGNORE_INDEX  # one label fewer changes the loss: the labels are read
+    assert not torch.isclose(loss_and_grads(lora_llm, projector, causal_lm_loss, ids, mask, changed, z)[0], loss)
+
+
+@pytest.fixture
+def fruit():
+    """Categorical columns only, so which bytes the grammar forces is known: the opening quote of each value, the rest
+    of a value once its first bytes single it out, the separators, the brackets and the end."""
+    table = pd.DataFrame({"fruit": ["apple", "avocado", "banana"], "size": ["big", "small", "big"]})
+    schema = infer_schema(table, text_format="array")
+    tokenizer = ByT5Tokenizer()
+    return schema, tokenizer, RecordConstraint(schema, tokenizer)
+
+
+def test_forced_flags_are_the_bytes_the_grammar_decides(fruit):
+    schema, tokenizer, constraint = fruit
+    text = schema.to_text({"fruit": "apple", "size": "big"})
+    assert text == '["apple", "big"]'
+    ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+    drawn = {2: "a", 3: "p", 11: "b"}  # apple/avocado/banana, then apple/avocado, then big/small
+    expected = [i not in drawn for i in range(len(ids))]
+    assert constraint.forced(ids) == expected
+    assert [text[i] for i in drawn] == list(drawn.values())
+
+
+def test_nothing_counts_as_forced_from_a_token_the_grammar_refuses(fruit):
+    schema, tokenizer, constraint = fruit
+    ids = tokenizer.encode('["apple", "huge"]', add_special_tokens=False)
+    flags = constraint.forced(ids)
+    assert flags[:11] == constraint.forced(tokenizer.encode('["apple", "big"]', add_special_tokens=False))[:11]
+    assert not any(flags[11:])  # "h" is no size's first byte
+
+
+def test_the_collator_takes_the_labels_off_forced_tokens_only(fruit):
+    schema, tokenizer, constraint = fruit
+    texts = [schema.to_text({"fruit": "banana", "size": "small"}), schema.to_text({"fruit": "apple", "size": "big"})]
+    plain = RecordCollator(tokenizer, 64)([{"text": t} for t in texts])
+    free = RecordCollator(tokenizer, 64, forced=constraint.forced)([{"text": t} for t in texts])
+    assert torch.equal(free["input_ids"], plain["input_ids"])
+    kept = free["labels"] != IGNORE_INDEX
+    assert bool((free["labels"][kept] == plain["labels"][kept]).all())
+    # per row, the labelled tokens are the drawn ones: b|s for banana/small; a, p, b for apple/big
+    decoded = [tokenizer.decode(row[keep], skip_special_tokens=True) for row, keep in zip(free["labels"], kept)]
+    assert decoded == ["bs", "apb"]
+
+
+def test_loss_on_free_trains_a_table_decoder_and_refuses_what_it_cannot(tiny_cfg, tmp_path):
+    from difflm.pipeline import build_decoder, train
+    from difflm.run_dir import RunDir
+
+    base = ("data.max_rows=60", "data.text_format=array", "vae.max_steps=2", "vae.val_every_n_steps=2")
+    train(tiny_cfg(*base, "stage=vae"))
+    run = RunDir(tmp_path / "run")
+    module, data = build_decoder(tiny_cfg(*base, "decoder.loss_on=free"), run)
+    batch = next(iter(data.train_dataloader()))
+    labelled = (batch["labels"] != IGNORE_INDEX).sum(1)
+    real = batch["attention_mask"].sum(1)
+    assert bool((labelled < real / 2).all())  # most of an array row is forced
+    assert torch.isfinite(module.shared_step(batch, "train"))
+    with pytest.raises(UserError, match="decoder.loss_on='some' is not one of all, free"):
+        build_decoder(tiny_cfg(*base, "decoder.loss_on=some"), run)
+
+
+def test_loss_on_free_needs_a_record_grammar():
+    from types import SimpleNamespace
+
+    from difflm.pipeline import forced_tokens
+
+    code = SimpleNamespace(constraint=lambda: None, schema=SimpleNamespace(record_type="code"))
+    assert forced_tokens("all", code) is None
+    with pytest.raises(UserError, match="code records have none: use decoder.loss_on=all"):
+        forced_tokens("free", code)
