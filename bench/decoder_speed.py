@@ -75,10 +75,9 @@ def measure(setting, batch, steps):
     collate = RecordCollator(module.tokenizer, cfg.model.max_length, forced=forced_tokens(setting["loss_on"], module))
     texts = record_texts(schema, frame)
     optimizer = torch.optim.AdamW(module.param_groups())
-    every_position = setting["head"] == "every position"
     seconds = []
-    head = mock.patch.object(decoder_module, "causal_lm_loss", model_loss) if every_position else contextlib.nullcontext()
-    with head:
+    every_position = mock.patch.object(decoder_module, "causal_lm_loss", model_loss)
+    with every_position if setting["head"] == "every position" else contextlib.nullcontext():
         for step in range(steps):
             batch_ = collate([{"text": t} for t in texts[step * batch:(step + 1) * batch]])
             batch_.update(mu=torch.randn(batch, cfg.model.latent_dim),

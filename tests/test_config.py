@@ -62,7 +62,8 @@ def test_a_budget_sets_steps_by_record_type_whatever_the_order_typed(tmp_path):
     assert table.sample.column_temperature == {"categorical": 1.1}  # code and tool records have no columns
     assert (table.model.lora.r, len(table.model.lora.target_modules)) == (16, 7)  # Adult: all seven projections
     for texts in (code, tools):  # the adapters their results were measured with
-        assert (texts.model.lora.r, list(texts.model.lora.target_modules)) == (8, ["q_proj", "k_proj", "v_proj", "o_proj"])
+        lora = texts.model.lora
+        assert (lora.r, list(lora.target_modules)) == (8, ["q_proj", "k_proj", "v_proj", "o_proj"])
     assert tools.data.max_rows is None and compose([f"run={tmp_path}", "budget=cpu60", "data=tools"]) == tools
     assert compose([f"run={tmp_path}", "data=code", "budget=cpu60", "decoder.max_steps=9"]).decoder.max_steps == 9
     assert compose([f"run={tmp_path}", "data=code"]).decoder.max_steps == compose([f"run={tmp_path}"]).decoder.max_steps
