@@ -142,13 +142,12 @@ class RecordConstraint:
         matcher = llguidance.LLMatcher(self.ll_tokenizer, self.grammar)
         flags = []
         for token in token_ids:
-            if matcher.is_error():
-                flags.append(False)
+            if matcher.is_error() or matcher.is_stopped():
+                flags.append(not matcher.is_error())
                 continue
-            run = [] if matcher.is_stopped() else matcher.compute_ff_tokens()
-            flags.append(matcher.is_stopped() or (bool(run) and run[0] == token))
-            if not matcher.is_stopped():
-                matcher.consume_token(token)
+            run = matcher.compute_ff_tokens()
+            flags.append(bool(run) and run[0] == token)
+            matcher.consume_token(token)
         return flags
 
 

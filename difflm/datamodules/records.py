@@ -129,8 +129,7 @@ class RecordCollator:
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
         if self.forced is not None:
             for row, seq in enumerate(ids):
-                flags = torch.tensor(self.forced(seq[1:]), dtype=torch.bool)
-                labels[row, 1: len(seq)] = labels[row, 1: len(seq)].masked_fill(flags, IGNORE_INDEX)
+                labels[row, 1: len(seq)][torch.tensor(self.forced(seq[1:]), dtype=torch.bool)] = IGNORE_INDEX
         batch = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
         if self.encoder_tokenizer is not None:
             enc = self.encoder_tokenizer(texts, padding=True, truncation=True, max_length=self.encoder_max_length,
