@@ -189,6 +189,9 @@ def train(cfg):
         lr_factor(section.lr_schedule, section.warmup_steps, section.max_steps)
         budget_seconds(section.get("max_minutes"), f"{stage}.max_minutes")
     budget_seconds(cfg.training_minutes, "training_minutes")
+    if cfg.stage == "all" and cfg.sample.n is not None and (not isinstance(cfg.sample.n, int) or cfg.sample.n < 1):
+        raise UserError(f"sample.n={cfg.sample.n!r} must be a positive integer, or null for as many rows as the "
+                        "training split")
     if cfg.upstream:
         link_upstream(run, cfg.upstream, stages)
     unlink_borrowed(run, stages)
@@ -212,10 +215,10 @@ def train(cfg):
     if cfg.stage == "all":
         out = cfg.sample.out or run.root / ("samples.csv" if load_schema(run.schema).record_type == "table"
                                             else "samples.jsonl")
-        started = time.perf_counter()
-        schema, records, stats = sample_to_file(cfg, run, cfg.sample.n, out, cfg.seed)
-        timings["sample"] = round(time.perf_counter() - started, 1)
         _, frames = load_run_data(run)
+        started = time.perf_counter()
+        schema, records, stats = sample_to_file(cfg, run, cfg.sample.n or len(frames["train"]), out, cfg.seed)
+        timings["sample"] = round(time.perf_counter() - started, 1)
         print_summary(schema, frames, schema.records_to_frame(records), stats, timings, step_seconds, out)
         result["sample"] = stats
     return result

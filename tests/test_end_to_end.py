@@ -186,6 +186,24 @@ def test_a_users_csv_and_schema_override(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_stage_all_samples_as_many_rows_as_the_training_split_when_sample_n_is_null(tmp_path):
+    import pandas as pd
+
+    from difflm.config import compose
+
+    rows = [{"height": 150 + i % 40, "colour": ["red", "blue", "green"][i % 3]} for i in range(40)]
+    pd.DataFrame(rows).to_csv(tmp_path / "people.csv", index=False)
+    base = [f"data={tmp_path}/people.csv", "model=tiny", "logger=none", "trainer.enable_progress_bar=false",
+            "evaluation.rows=0", "stage=all", "vae.max_steps=2", "prior.max_steps=3", "decoder.max_steps=2"]
+    with pytest.raises(UserError, match=r"sample.n=0 must be a positive integer, or null for as many rows as the "
+                                        r"training split"):
+        train(compose([f"run={tmp_path}/bad", *base, "sample.n=0"]))
+    assert not (tmp_path / "bad").exists()
+    train(compose([f"run={tmp_path}/run", *base, "sample.n=null", "sample.batch_size=16"]))
+    training_rows = len(pd.read_parquet(tmp_path / "run/data/train.parquet"))
+    assert 20 < training_rows < 40 and len(pd.read_csv(tmp_path / "run/samples.csv")) == training_rows
+
+
 def test_upstream_run_lends_its_data_and_other_stages(trained, tmp_path):
     """A sweep trial: only the prior trains; data, VAE and decoder are the upstream run's, and so is the config."""
     from difflm.config import compose
