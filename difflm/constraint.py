@@ -12,10 +12,16 @@ import llguidance.torch
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from difflm.datamodules.schema import SEPARATORS as TEXT_SEPARATORS
+from difflm.datamodules.schema import SEPARATORS as TEXT_SEPARATORS, VALUES_ONLY
 
-# the exact separators of Schema.to_text, so a constrained text is tokenized as the training texts were
-SEPARATORS = {"item_separator": TEXT_SEPARATORS[0], "key_separator": TEXT_SEPARATORS[1], "whitespace_flexible": False}
+
+def guidance_separators(separators):
+    """llguidance's settings for exactly these (item, key) separators, the ones of the training texts, so a
+    constrained text is tokenized as they were."""
+    return {"item_separator": separators[0], "key_separator": separators[1], "whitespace_flexible": False}
+
+
+SEPARATORS = guidance_separators(TEXT_SEPARATORS)  # code and tool records'
 
 
 def column_json_schema(column, condition=None):
@@ -42,11 +48,12 @@ def record_json_schema(schema, conditions=()):
     nothing else; the conditioned columns limited to the values their conditions allow."""
     by_column = {c.column: c for c in conditions}
     values = [column_json_schema(c, by_column.get(c.name)) for c in schema.columns]
-    if schema.text_format == "array":
+    separators = guidance_separators(schema.separators)
+    if schema.text_format in VALUES_ONLY:
         return {"type": "array", "prefixItems": values, "items": False, "minItems": len(values),
-                "maxItems": len(values), "x-guidance": SEPARATORS}
+                "maxItems": len(values), "x-guidance": separators}
     return {"type": "object", "properties": dict(zip(schema.names, values)), "required": schema.names,
-            "additionalProperties": False, "x-guidance": SEPARATORS}
+            "additionalProperties": False, "x-guidance": separators}
 
 
 def grammar_json_schema(schema, conditions=()):

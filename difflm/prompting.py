@@ -20,7 +20,7 @@ from difflm.column_dialogue import ColumnDialogue
 from difflm.column_temperature import decoding_temperature
 from difflm.constraint import record_constraint
 from difflm.datamodules.records import decoding_setup, load_run_data, record_texts, start_token_id
-from difflm.datamodules.schema import InvalidRecord
+from difflm.datamodules.schema import VALUES_ONLY, InvalidRecord
 from difflm.errors import UserError
 from difflm.modules.generate import generate_texts
 from difflm.modules.llm import load_llm, load_tokenizer, native_dtype
@@ -48,7 +48,7 @@ def task_specification(schema, name):
         return ("You write API definitions. Write one new API operation definition, different from the examples, as "
                 'JSON with "name", "description" and "parameters" (a JSON schema object with "type", "properties" '
                 'and "required"). Answer with the JSON only.')
-    layout = "a JSON array of the values in this column order" if schema.text_format == "array" else "a JSON object"
+    layout = "a JSON array of the values in this column order" if schema.text_format in VALUES_ONLY else "a JSON object"
     columns = "; ".join(column_description(c) for c in schema.columns)
     return (f"You generate realistic synthetic data. Write one new row of the table '{name}', as {layout}: "
             f"{columns}. Missing values are null. Answer with the row only.")

@@ -11,7 +11,7 @@ from transformers import ByT5Tokenizer
 from difflm.column_temperature import column_temperatures, decoding_temperature, with_target_named
 from difflm.config import compose
 from difflm.constraint import RecordConstraint
-from difflm.datamodules.schema import infer_schema
+from difflm.datamodules.schema import VALUES_ONLY, infer_schema
 from difflm.datamodules.text_schema import TextSchema
 from difflm.errors import UserError
 from difflm.modules.generate import generate_texts, sample_token
@@ -30,8 +30,9 @@ def expected_columns(schema, record):
     columns, last = [0], len(schema.names) - 1
     for index, column in enumerate(schema.columns):
         value = json.dumps(record[column.name], ensure_ascii=False)
-        piece = value if schema.text_format == "array" else f"{json.dumps(column.name)}: {value}"
-        columns += ([index - 1, index] if index else []) + [index] * len(piece)
+        item, key = schema.separators
+        piece = value if schema.text_format in VALUES_ONLY else f"{json.dumps(column.name)}{key}{value}"
+        columns += ([index - 1] + [index] * (len(item) - 1) if index else []) + [index] * len(piece)
     return columns + [last]
 
 
@@ -62,7 +63,7 @@ def test_records_without_columns_sample_at_the_one_temperature():
     assert decoding_temperature(TextSchema("tool"), None, 0.8, {"categorical": 1.1}) == 0.8
 
 
-@pytest.mark.parametrize("text_format", ["array", "object"])
+@pytest.mark.parametrize("text_format", ["array", "object", "compact"])
 def test_every_token_gets_the_temperature_of_the_column_it_is_in(text_format):
     schema = infer_schema(TRICKY, text_format=text_format)
     tokenizer = ByT5Tokenizer()  # one token a byte: every position of the text is a token boundary

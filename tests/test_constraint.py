@@ -47,16 +47,20 @@ def test_grammar_accepts_every_real_record_and_refuses_invalid_ones(table_constr
         assert not accepted(constraint, tokenizer, bad), bad
 
 
-def test_array_grammar_accepts_the_values_in_order_and_nothing_else(small_table):
-    schema = infer_schema(small_table, text_format="array")
+@pytest.mark.parametrize("text_format", ["array", "compact"])
+def test_values_only_grammar_accepts_the_values_in_order_with_its_separators_and_nothing_else(small_table,
+                                                                                               text_format):
+    schema = infer_schema(small_table, text_format=text_format)
     tokenizer = ByT5Tokenizer()
     constraint = RecordConstraint(schema, tokenizer)
     for record in small_table.to_dict("records"):
         assert accepted(constraint, tokenizer, schema.to_text(record))
-    good = schema.to_text(small_table.iloc[0].to_dict())  # [25, 0.5, "Paris", true, "yes"]
+    good = schema.to_text(small_table.iloc[0].to_dict())  # [25, 0.5, "Paris", true, "yes"] or without the spaces
+    comma = schema.separators[0]
+    other_spacing = good.replace(comma, ",") if text_format == "array" else good.replace(",", ", ")
     for bad in (good.replace('"Paris"', '"Berlin"'), good.replace("25,", "99,"), good.replace("true", "null"),
-                good.replace('0.5, ', ''), good.replace('"yes"]', '"yes", "no"]'),
-                good.replace('25, 0.5', '0.5, 25')):
+                good.replace(f'0.5{comma}', ''), good.replace('"yes"]', f'"yes"{comma}"no"]'),
+                good.replace(f'25{comma}0.5', f'0.5{comma}25'), other_spacing):
         assert not accepted(constraint, tokenizer, bad), bad
 
 

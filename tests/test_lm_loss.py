@@ -1,6 +1,8 @@
 """The LM loss with the vocabulary head only at labelled positions, and decoder.loss_on=free: no loss on the tokens
 the record grammar forces."""
 
+import dataclasses
+
 import pandas as pd
 import pytest
 import torch
@@ -73,6 +75,17 @@ def test_forced_flags_are_the_bytes_the_grammar_decides(fruit):
     drawn = {2: "a", 3: "p", 11: "b"}  # apple/avocado/banana, then apple/avocado, then big/small
     expected = [i not in drawn for i in range(len(ids))]
     assert constraint.forced(ids) == expected
+    assert [text[i] for i in drawn] == list(drawn.values())
+
+
+def test_forced_flags_follow_the_compact_formats_separators(fruit):
+    schema, tokenizer, _ = fruit
+    compact = dataclasses.replace(schema, text_format="compact")
+    text = compact.to_text({"fruit": "apple", "size": "big"})
+    assert text == '["apple","big"]'
+    ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+    drawn = {2: "a", 3: "p", 10: "b"}
+    assert RecordConstraint(compact, tokenizer).forced(ids) == [i not in drawn for i in range(len(ids))]
     assert [text[i] for i in drawn] == list(drawn.values())
 
 

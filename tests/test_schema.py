@@ -18,7 +18,7 @@ def test_infers_kinds_ranges_and_missing(small_table):
     assert by_name["label"].nullable is False
 
 
-@pytest.mark.parametrize("text_format", ["object", "array"])
+@pytest.mark.parametrize("text_format", ["object", "array", "compact"])
 def test_text_round_trip_keeps_values_types_and_order(small_table, text_format):
     schema = infer_schema(small_table, text_format=text_format)
     for record in small_table.to_dict("records"):
@@ -54,6 +54,9 @@ def test_parse_says_why_a_text_is_invalid(small_table, text, kind):
 def test_array_text_is_the_values_only_and_says_why_it_is_invalid(small_table):
     schema = infer_schema(small_table, text_format="array")
     assert schema.to_text(small_table.iloc[0].to_dict()) == '[25, 0.5, "Paris", true, "yes"]'
+    compact = infer_schema(small_table, text_format="compact")
+    assert compact.to_text(small_table.iloc[0].to_dict()) == '[25,0.5,"Paris",true,"yes"]'
+    assert compact.parse('[25, 0.5, "Paris", true, "yes"]') == schema.parse('[25,0.5,"Paris",true,"yes"]')
     for text, kind in (('{"age": 30}', "not a JSON array"), ('[30, 1.0, "Nice", true]', "wrong number of values"),
                        ('[30, 1.0, "Rome", true, "no"]', "unknown category in 'city'")):
         with pytest.raises(InvalidRecord) as error:
