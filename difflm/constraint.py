@@ -12,16 +12,13 @@ import llguidance.torch
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from difflm.datamodules.schema import SEPARATORS as TEXT_SEPARATORS, VALUES_ONLY
+from difflm.datamodules.schema import VALUES_ONLY
 
 
 def guidance_separators(separators):
     """llguidance's settings for exactly these (item, key) separators, the ones of the training texts, so a
     constrained text is tokenized as they were."""
     return {"item_separator": separators[0], "key_separator": separators[1], "whitespace_flexible": False}
-
-
-SEPARATORS = guidance_separators(TEXT_SEPARATORS)  # code and tool records'
 
 
 def column_json_schema(column, condition=None):
@@ -61,7 +58,7 @@ def grammar_json_schema(schema, conditions=()):
     if schema.record_type == "table":
         return record_json_schema(schema, conditions)
     spec = schema.json_schema(conditions)
-    return None if spec is None else {**spec, "x-guidance": SEPARATORS}
+    return None if spec is None else {**spec, "x-guidance": guidance_separators(schema.separators)}
 
 
 def apply_bitmask(logits, bitmask):

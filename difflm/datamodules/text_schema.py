@@ -55,6 +55,7 @@ class TextSchema:
     limits: dict | None = None  # tools: the bounds of the training definitions (tools.tool_limits) for the grammar
     version: int = SCHEMA_VERSION
     text_format = "text"
+    separators = SEPARATORS  # of a tool definition's canonical text
 
     @property
     def names(self):
