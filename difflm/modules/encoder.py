@@ -49,6 +49,13 @@ class PosteriorEncoder(nn.Module):
         self.pooling = pooling
         self.to_moments = nn.Linear(backbone.config.hidden_size, 2 * latent_dim, bias=False)
 
+    def train_backbone(self, trainable):
+        """Fine-tune the pretrained encoder or keep it as it is. A BERT pooler that the pooling does not read stays
+        frozen: a parameter without a gradient stops a ddp run (Lightning's strategy=ddp)."""
+        self.backbone.requires_grad_(trainable)
+        if self.pooling != "cls" and getattr(self.backbone, "pooler", None) is not None:
+            self.backbone.pooler.requires_grad_(False)
+
     def forward(self, input_ids, attention_mask):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
         pooled = pool(out.last_hidden_state, attention_mask, self.pooling, getattr(out, "pooler_output", None))

@@ -23,7 +23,7 @@ class VAEModule(StageModule):
         super().__init__()
         self.save_hyperparameters()
         self.posterior, self.encoder_tokenizer = build_posterior(model)
-        self.posterior.backbone.requires_grad_(encoder_learning_rate(train) > 0)  # 0: the pretrained encoder as is
+        self.posterior.train_backbone(encoder_learning_rate(train) > 0)  # 0: the pretrained encoder as is
         self.llm = load_llm(model["llm"]["source"], model["vae_quantization"], model["compute_dtype"])
         self.projector = build_projector(model["injection"], model["latent_dim"], self.llm.config,
                                          model["prefix_tokens"], output_std=embedding_std(self.llm))
@@ -49,7 +49,8 @@ class VAEModule(StageModule):
         groups = [dict(params=head, lr=self.hparams.train["lr"])]
         encoder_lr = encoder_learning_rate(self.hparams.train)
         if encoder_lr > 0:
-            groups.append(dict(params=list(self.posterior.backbone.parameters()), lr=encoder_lr))
+            backbone = [p for p in self.posterior.backbone.parameters() if p.requires_grad]
+            groups.append(dict(params=backbone, lr=encoder_lr))
         return groups
 
     @torch.no_grad()
@@ -79,8 +80,8 @@ def load_vae_parts(path):
     state = checkpoint["state_dict"]
     result = posterior.load_state_dict(
         {k[len("posterior."):]: v for k, v in state.items() if k.startswith("posterior.")}, strict=False)
-    encoder_trained = encoder_learning_rate(hparams["train"]) > 0
-    trained = {name for name, _ in posterior.named_parameters() if encoder_trained or not name.startswith("backbone.")}
+    posterior.train_backbone(encoder_learning_rate(hparams["train"]) > 0)
+    trained = {name for name, parameter in posterior.named_parameters() if parameter.requires_grad}
     missing = set(result.missing_keys) & trained
     if missing or result.unexpected_keys:
         raise RuntimeError(f"{path}: encoder weights do not match its config (missing {sorted(missing)[:3]}, "
