@@ -6,6 +6,8 @@ python bench/fidelity.py --run runs/cpu60 [--tables 5] [--rows N] [--ablations n
                          [--baselines tvae] [--stages vae,prior,decoder] [train.py overrides, e.g. budget=cpu60]
 python bench/fidelity.py --run runs/cpu60-lr --stages decoder upstream=runs/cpu60 decoder.lr=1e-4
                          (trains only the decoder; the data, VAE and prior are the upstream run's)
+python bench/fidelity.py --run runs/cpu60 --sampling-devices 2 budget=cpu60 trainer.devices=2 trainer.strategy=ddp
+                         (stages and tables in two processes of one thread each: ddp on the CPU)
 -> bench/results/fidelity-<run name, or --name>.json and .md
 
 Protocol: data.holdout_fraction=0.5 trains on one half of Adult's training file and holds the other half out for
@@ -57,6 +59,7 @@ from difflm.metrics.density import density_errors, mode_shares  # noqa: E402
 from difflm.metrics.utility import TargetModel, label_agreement, mle  # noqa: E402
 from difflm.modules.prior import StandardNormalPrior  # noqa: E402
 from difflm.pipeline import build_decoder, train  # noqa: E402
+from difflm.predict import launched_rank, sample_to_file  # noqa: E402
 from difflm.run_dir import STAGES, RunDir, atomic_write, atomic_write_text  # noqa: E402
 from difflm.sampling import decoding_options, load_generator, sample_records  # noqa: E402
 from difflm import seeded  # noqa: E402
@@ -129,6 +132,8 @@ def train_stage_here(stage, run, overrides):
     result = train(compose([f"stage={stage}", f"run={run.root}", *overrides]))
     record = {"seconds": round(time.perf_counter() - started, 1), "seconds_per_step": result["seconds_per_step"][stage],
               "steps": result["metrics"][stage].get("steps"), **peak_memory()}
+    if launched_rank() != 0:  # another process of a ddp stage (trainer.devices=N): the first one records it
+        return
     atomic_write_text(run.root / "fidelity" / f"stage-{stage}.json", json.dumps(record, indent=2))
 
 
@@ -228,11 +233,32 @@ def sample_table(cfg, run, schema, prior, decoder, folder, seed, rows):
         return pd.read_parquet(table), stats
     records, stats = sample_records(schema, prior, decoder, rows, seed=seed, batch_size=options["batch_size"],
                                     max_rounds=options["max_rounds"], **decoding_options(cfg))
+    return save_table(schema, records, stats, options, table, stats_path)
+
+
+def save_table(schema, records, stats, options, table, stats_path):
     frame = schema.records_to_frame(records)
     stats["options"] = options
     atomic_write(table, lambda tmp: frame.to_parquet(tmp, index=False))
     atomic_write_text(stats_path, json.dumps(stats, indent=2))
     return frame, stats
+
+
+def sample_on_devices(run, seed, rows, overrides):
+    """Table `seed` of the full pipeline sampled through Lightning's predict loop on the overrides' trainer.devices
+    (a child of the benchmark, launched again for every further process): the rows sample_table makes in one
+    process, as chunks are seeded alike, sooner where one process leaves cores idle (its per-op overhead runs on one
+    thread)."""
+    cfg = compose([f"run={run.root}", *overrides])
+    table, stats_path = run.fidelity_table(table_folder("difflm", [o for o in overrides if o.startswith("sample.")]),
+                                           seed, rows)
+    out = table.with_suffix(".jsonl")
+    sampled = sample_to_file(cfg, run, rows, out, seed)
+    if sampled is None:  # another process: the first one writes the table
+        return
+    schema, records, stats = sampled
+    save_table(schema, records, stats, sampling_options(cfg), table, stats_path)
+    out.unlink()
 
 
 def baseline_table(schema, run, variant, seed, rows):
@@ -390,7 +416,10 @@ def main(argv):
     parser.add_argument("--stages", default=",".join(STAGES), help="the stages this run trains, comma-separated; "
                         "the others are those of the run given as upstream=<run> among the overrides")
     parser.add_argument("--previous", help="an earlier result JSON of the same models whose tables to reuse")
+    parser.add_argument("--sampling-devices", type=int, default=1, help="processes that sample the full "
+                        "pipeline's tables (Lightning ddp on the CPU, cores shared among them; 1: in this process)")
     parser.add_argument("--train-stage", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--sample-table", type=int, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
     run = RunDir(args.run)
     args.ablations = [a for a in args.ablations.split(",") if a]
@@ -404,6 +433,8 @@ def main(argv):
         parser.error(f"--stages {args.stages} leaves stages out: give upstream=<run> to take them from")
     if args.train_stage:
         return train_stage_here(args.train_stage, run, overrides)
+    if args.sample_table is not None:
+        return sample_on_devices(run, args.sample_table, args.rows, overrides)
     torch.set_num_threads(min(os.cpu_count(), torch.get_num_threads()))
     stages = {stage: run_stage(stage, run, overrides) if stage in trained else upstream_stage(stage, upstream)
               for stage in STAGES}
@@ -434,6 +465,11 @@ def main(argv):
             if variant in baselines:
                 table, stats = baseline_table(schema, run, variant, seed, rows)
             else:
+                if variant == "difflm" and args.sampling_devices > 1 and not all(
+                        path.is_file() for path in run.fidelity_table(table_folder(variant, sampling), seed, rows)):
+                    run_child([sys.executable, __file__, "--sample-table", str(seed), "--run", str(run.root),
+                               "--rows", str(rows), *sampling, "trainer.accelerator=cpu",
+                               f"trainer.devices={args.sampling_devices}", "trainer.strategy=ddp"])
                 table, stats = sample_table(cfg, run, schema, *models[variant], table_folder(variant, sampling),
                                             seed, rows)
             sampling_seconds += stats["seconds"] if variant == "difflm" else 0

@@ -217,7 +217,10 @@ def train(cfg):
                                             else "samples.jsonl")
         _, frames = load_run_data(run)
         started = time.perf_counter()
-        schema, records, stats = sample_to_file(cfg, run, cfg.sample.n or len(frames["train"]), out, cfg.seed)
+        sampled = sample_to_file(cfg, run, cfg.sample.n or len(frames["train"]), out, cfg.seed)
+        if sampled is None:  # another process of a ddp run (trainer.devices=N): the first one writes and reports
+            return result
+        schema, records, stats = sampled
         timings["sample"] = round(time.perf_counter() - started, 1)
         print_summary(schema, frames, schema.records_to_frame(records), stats, timings, step_seconds, out)
         result["sample"] = stats

@@ -70,3 +70,21 @@ def test_an_interrupted_run_keeps_its_finished_chunks_and_resume_completes_it(tr
     assert len(calls) == 1  # only the missing chunk (10 rows in chunks of 4, 4, 2)
     assert out.read_text() == expected and not predict.parts_dir(out).exists()
     assert len(torch.load(predict.latents_path(out))) == 10
+
+
+def test_stage_all_trains_and_samples_in_two_ddp_processes(tmp_path):
+    """trainer.devices=2 trainer.strategy=ddp on the CPU: every stage trains in two processes (a trainable
+    parameter without a gradient, e.g. a BERT pooler that mean pooling does not read, would stop ddp), and the
+    first process writes the samples while the second returns."""
+    run, out = tmp_path / "run", tmp_path / "rows.csv"
+    command = [sys.executable, "train.py", "stage=all", f"run={run}", "model=tiny", "logger=none", "data.max_rows=120",
+               "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=2",
+               "trainer.strategy=ddp", "vae.max_steps=6", "prior.max_steps=20", "decoder.max_steps=8",
+               "decoder.max_minutes=5", "sample.n=10", "sample.batch_size=4", f"sample.out={out}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stderr and "wrote 10 rows" in done.stdout
+    assert len(pd.read_csv(out)) == 10 and not predict.parts_dir(out).exists()
+    for stage in ("vae", "prior", "decoder"):
+        assert (run / stage / "best.ckpt").is_file()
