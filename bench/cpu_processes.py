@@ -1,16 +1,22 @@
 """One process of two threads against two ddp processes of one thread each, on a 2-core CPU: seconds per decoder
-step (the same 8 rows a step: batch 8 in one process, 4 in each of two) and rows per second of sampling, each
-setting timed in its own run started from one run's VAE and prior, one after the other.
+step (the same 8 rows a step: batch 8 in one process, 4 in each of two) and rows per second of sampling (--rows 0:
+not measured), each setting timed in its own run started from one run's VAE and prior. The settings alternate
+--repeats times, so a host whose speed drifts (a shared virtual machine) slows both alike; the speedups are the
+medians of each repeat's ratio.
 
-python bench/cpu_processes.py --run runs/cpu60 [--steps 40] [--rows 1024] [--name <machine>] [train.py overrides]
+python bench/cpu_processes.py --run runs/cpu60 [--steps 40] [--rows 1024] [--repeats 1] [--name <machine>]
+                              [train.py overrides]
 -> bench/results/cpu_processes[-<name>].json
 """
+
+import statistics
 
 import argparse
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,15 +43,26 @@ def measure(upstream, folder, devices, strategy, batch, steps, rows, overrides):
     trainer = [f"trainer.devices={devices}", f"trainer.strategy={strategy}", "trainer.accelerator=cpu",
                "trainer.enable_progress_bar=false"]
     decoder_run = folder / f"decoder-{devices}"
+    shutil.rmtree(decoder_run, ignore_errors=True)
     run(["train.py", "stage=decoder", f"run={decoder_run}", f"upstream={upstream}", *overrides, *trainer,
          f"decoder.batch_size={batch}", "decoder.max_minutes=null", "training_minutes=null",
          f"decoder.max_steps={steps}", f"decoder.val_every_n_steps={steps}", "evaluation.rows=0", "logger=none"])
     metrics = json.loads((decoder_run / "decoder" / "metrics.json").read_text())
-    said = run(["sample.py", f"run={decoder_run}", f"n={rows}", f"out={folder / f'rows-{devices}.csv'}", "seed=0",
-                *trainer])
-    rows_per_second = float(re.search(r"([\d.]+) rows/s", said).group(1))
-    return {"decoder_seconds_per_step": metrics["seconds_per_step"], "decoder_steps": metrics["steps"],
-            "sampling_rows_per_second": rows_per_second}
+    result = {"decoder_seconds_per_step": metrics["seconds_per_step"], "decoder_steps": metrics["steps"]}
+    if rows:
+        out = folder / f"rows-{devices}.csv"
+        out.unlink(missing_ok=True)
+        said = run(["sample.py", f"run={decoder_run}", f"n={rows}", f"out={out}", "seed=0", *trainer])
+        result["sampling_rows_per_second"] = float(re.search(r"([\d.]+) rows/s", said).group(1))
+    return result
+
+
+def median_ratio(repeats, key, faster_is_lower):
+    ratios = []
+    for one, two in repeats:
+        if key in one:
+            ratios.append(one[key] / two[key] if faster_is_lower else two[key] / one[key])
+    return round(statistics.median(ratios), 3) if ratios else None
 
 
 def cpu_name():
@@ -59,16 +76,19 @@ def main(argv):
     parser.add_argument("--run", required=True, help="a run with trained vae and prior stages")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rows", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--name")
     args, overrides = parser.parse_known_args(argv)
     (ROOT / "runs").mkdir(exist_ok=True)
+    repeats = []
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as folder:
-        results = {title: measure(Path(args.run).resolve(), Path(folder), *setting, args.steps, args.rows, overrides)
-                   for title, setting in SETTINGS.items()}
-    one, two = results.values()
-    result = {"settings": results,
-              "decoder_speedup": round(one["decoder_seconds_per_step"] / two["decoder_seconds_per_step"], 3),
-              "sampling_speedup": round(two["sampling_rows_per_second"] / one["sampling_rows_per_second"], 3),
+        for _ in range(args.repeats):
+            repeats.append([measure(Path(args.run).resolve(), Path(folder), *setting, args.steps, args.rows, overrides)
+                            for setting in SETTINGS.values()])
+            print(json.dumps(repeats[-1]), flush=True)
+    result = {"settings": list(SETTINGS), "repeats": repeats,
+              "decoder_speedup": median_ratio(repeats, "decoder_seconds_per_step", True),
+              "sampling_speedup": median_ratio(repeats, "sampling_rows_per_second", False),
               "steps": args.steps, "rows": args.rows, "overrides": overrides,
               "machine": f"{cpu_name()}, {os.cpu_count()} cores"}
     out = RESULTS / f"cpu_processes{'-' + args.name if args.name else ''}.json"
