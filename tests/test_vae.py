@@ -20,7 +20,11 @@ def test_the_encoder_trains_at_its_own_learning_rate(tiny_cfg):
     module = build(tiny_cfg("vae.lr=1e-3", "vae.encoder_lr=2e-5"))
     head, backbone = module.configure_optimizers()["optimizer"].param_groups
     assert head["lr"] == 1e-3 and backbone["lr"] == 2e-5
-    assert {id(p) for p in backbone["params"]} == {id(p) for p in module.posterior.backbone.parameters()}
+    # every encoder weight but the BERT pooler, which mean pooling never reads (no gradient: ddp would refuse it)
+    pooler = {id(p) for p in module.posterior.backbone.pooler.parameters()}
+    assert pooler and module.posterior.pooling == "mean"
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in module.posterior.backbone.parameters()} - pooler
+    assert not any(p.requires_grad for p in module.posterior.backbone.pooler.parameters())
     head_ids = {id(p) for p in head["params"]}
     assert id(module.posterior.to_moments.weight) in head_ids and id(module.projector.proj.weight) in head_ids
     assert not any(id(p) in head_ids for p in module.llm.parameters())

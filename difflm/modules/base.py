@@ -59,7 +59,7 @@ class StageModule(L.LightningModule):
         self.log_dict({f"{split}/{name}": float(value) if isinstance(value, (int, float)) else value.detach()
                        for name, value in metrics.items()},
                       on_step=split == "train", on_epoch=split != "train", prog_bar=split == "train",
-                      batch_size=batch_size)
+                      batch_size=batch_size, sync_dist=split != "train")  # ddp: val/test over every process's rows
 
     def param_groups(self):
         return [dict(params=[p for p in self.parameters() if p.requires_grad], lr=self.hparams.train["lr"])]
