@@ -7,7 +7,8 @@ python bench/fidelity.py --run runs/cpu60 [--tables 5] [--rows N] [--ablations n
 python bench/fidelity.py --run runs/cpu60-lr --stages decoder upstream=runs/cpu60 decoder.lr=1e-4
                          (trains only the decoder; the data, VAE and prior are the upstream run's)
 python bench/fidelity.py --run runs/cpu60 --sampling-devices 2 budget=cpu60 trainer.devices=2 trainer.strategy=ddp
-                         (stages and tables in two processes of one thread each: ddp on the CPU)
+                         vae.batch_size=4 decoder.batch_size=4
+                         (stages and tables in two processes of one thread each, 8 rows a step: ddp on the CPU)
 -> bench/results/fidelity-<run name, or --name>.json and .md
 
 Protocol: data.holdout_fraction=0.5 trains on one half of Adult's training file and holds the other half out for
@@ -247,8 +248,7 @@ def save_table(schema, records, stats, options, table, stats_path):
 def sample_on_devices(run, seed, rows, overrides):
     """Table `seed` of the full pipeline sampled through Lightning's predict loop on the overrides' trainer.devices
     (a child of the benchmark, launched again for every further process): the rows sample_table makes in one
-    process, as chunks are seeded alike, sooner where one process leaves cores idle (its per-op overhead runs on one
-    thread)."""
+    process, as chunks are seeded alike (on this project's 2-core CPU no sooner, README "Training")."""
     cfg = compose([f"run={run.root}", *overrides])
     table, stats_path = run.fidelity_table(table_folder("difflm", [o for o in overrides if o.startswith("sample.")]),
                                            seed, rows)
