@@ -9,14 +9,13 @@ python bench/cpu_processes.py --run runs/cpu60 [--steps 40] [--rows 1024] [--rep
 -> bench/results/cpu_processes[-<name>].json
 """
 
-import statistics
-
 import argparse
 import json
 import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile

@@ -7,7 +7,7 @@ python bench/fidelity.py --run runs/cpu60 [--tables 5] [--rows N] [--ablations n
 python bench/fidelity.py --run runs/cpu60-lr --stages decoder upstream=runs/cpu60 decoder.lr=1e-4
                          (trains only the decoder; the data, VAE and prior are the upstream run's)
 python bench/fidelity.py --run runs/cpu60 --sampling-devices 2 budget=cpu60 trainer.devices=2 trainer.strategy=ddp
-                         vae.batch_size=4 decoder.batch_size=4
+                         vae.batch_size=4 prior.batch_size=128 decoder.batch_size=4
                          (stages and tables in two processes of one thread each, 8 rows a step: ddp on the CPU)
 -> bench/results/fidelity-<run name, or --name>.json and .md
 
@@ -221,10 +221,13 @@ def table_folder(variant, sampling_overrides):
     return variant + "".join(f"@{override}" for override in sorted(sampling_overrides))
 
 
-def sample_table(cfg, run, schema, prior, decoder, folder, seed, rows):
-    """Table `seed` of a variant (sampled once, then read back) and its sampling statistics."""
+def sample_table(cfg, run, schema, prior, decoder, folder, seed, rows, on_devices=None):
+    """Table `seed` of a variant (sampled once, then read back) and its sampling statistics. `on_devices`: the
+    command of a child that samples it into place in several processes instead (sample_on_devices)."""
     table, stats_path = run.fidelity_table(folder, seed, rows)
     options = sampling_options(cfg)
+    if on_devices and not (table.is_file() and stats_path.is_file()):
+        run_child(on_devices)
     if table.is_file() and stats_path.is_file():
         stats = json.loads(stats_path.read_text())
         stats["options"] = {**ADDED_SINCE, **stats.get("options", options)}  # none saved (older tables): today's
@@ -465,13 +468,12 @@ def main(argv):
             if variant in baselines:
                 table, stats = baseline_table(schema, run, variant, seed, rows)
             else:
-                if variant == "difflm" and args.sampling_devices > 1 and not all(
-                        path.is_file() for path in run.fidelity_table(table_folder(variant, sampling), seed, rows)):
-                    run_child([sys.executable, __file__, "--sample-table", str(seed), "--run", str(run.root),
-                               "--rows", str(rows), *sampling, "trainer.accelerator=cpu",
-                               f"trainer.devices={args.sampling_devices}", "trainer.strategy=ddp"])
+                on_devices = [sys.executable, __file__, "--sample-table", str(seed), "--run", str(run.root),
+                              "--rows", str(rows), *sampling, "trainer.accelerator=cpu",
+                              f"trainer.devices={args.sampling_devices}", "trainer.strategy=ddp"]
                 table, stats = sample_table(cfg, run, schema, *models[variant], table_folder(variant, sampling),
-                                            seed, rows)
+                                            seed, rows, on_devices if variant == "difflm" and
+                                            args.sampling_devices > 1 else None)
             sampling_seconds += stats["seconds"] if variant == "difflm" else 0
             report = evaluate(schema, table, frames, cfg.data.target, seed, grid=True, references=variant == "difflm")
             per_variant[variant].append({**scores(report, stats),
