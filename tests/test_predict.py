@@ -16,13 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = ("sample.batch_size=4", "sample.save_latents=true", "trainer.enable_progress_bar=false")
 
 
-def sample_in_subprocess(run, out, devices):
-    command = [sys.executable, "sample.py", f"run={run.root}", "n=10", f"out={out}", "seed=3", *SMALL,
-               "trainer.accelerator=cpu", f"trainer.devices={devices}",
-               f"trainer.strategy={'ddp' if devices > 1 else 'auto'}"]
+def run_script(script, *args):
+    """A script of the repository run as a user runs it, in its own process(es); it must succeed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def sample_in_subprocess(run, out, devices):
+    done = run_script("sample.py", f"run={run.root}", "n=10", f"out={out}", "seed=3", *SMALL, "trainer.accelerator=cpu",
+                      f"trainer.devices={devices}", f"trainer.strategy={'ddp' if devices > 1 else 'auto'}")
     assert f"{devices} processes)" in done.stdout
     return pd.read_csv(out), torch.load(predict.latents_path(Path(out)))
 
@@ -77,13 +82,10 @@ def test_stage_all_trains_and_samples_in_two_ddp_processes(tmp_path):
     parameter without a gradient, e.g. a BERT pooler that mean pooling does not read, would stop ddp), and the
     first process writes the samples while the second returns."""
     run, out = tmp_path / "run", tmp_path / "rows.csv"
-    command = [sys.executable, "train.py", "stage=all", f"run={run}", "model=tiny", "logger=none", "data.max_rows=120",
-               "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=2",
-               "trainer.strategy=ddp", "vae.max_steps=6", "prior.max_steps=20", "decoder.max_steps=8",
-               "decoder.max_minutes=5", "sample.n=10", "sample.batch_size=4", f"sample.out={out}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_script("train.py", "stage=all", f"run={run}", "model=tiny", "logger=none", "data.max_rows=120",
+                      "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=2",
+                      "trainer.strategy=ddp", "vae.max_steps=6", "prior.max_steps=20", "decoder.max_steps=8",
+                      "decoder.max_minutes=5", "sample.n=10", "sample.batch_size=4", f"sample.out={out}")
     assert "Starting with 2 processes" in done.stderr and "wrote 10 rows" in done.stdout
     assert len(pd.read_csv(out)) == 10 and not predict.parts_dir(out).exists()
     for stage in ("vae", "prior", "decoder"):
