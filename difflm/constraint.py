@@ -61,12 +61,13 @@ def grammar_json_schema(schema, conditions=()):
     return None if spec is None else {**spec, "x-guidance": guidance_separators(schema.separators)}
 
 
-def apply_bitmask(logits, bitmask):
-    """-inf where a token's bit is 0 (bit t % 32 of int32 word t // 32, llguidance's layout), in place. Plain
-    tensor ops: llguidance's own helper is torch.compile'd, which costs seconds per new batch size on a CPU."""
+def unpack_bitmask(bitmask, vocab_size):
+    """(rows, vocab_size) booleans from llguidance's bitmask (bit t % 32 of int32 word t // 32): True where the
+    token may be drawn; False past the grammar's vocabulary. Plain tensor ops: llguidance's own helper is
+    torch.compile'd, which costs seconds per new batch size on a CPU."""
     bits = torch.arange(32, dtype=torch.int32, device=bitmask.device)
-    allowed = ((bitmask.unsqueeze(-1) >> bits) & 1).bool().flatten(1)[:, : logits.shape[-1]]
-    return logits.masked_fill_(~allowed, float("-inf"))
+    allowed = ((bitmask.unsqueeze(-1) >> bits) & 1).bool().flatten(1)[:, :vocab_size]
+    return torch.nn.functional.pad(allowed, (0, vocab_size - allowed.shape[1]))
 
 
 class _ByteTokens:
@@ -112,13 +113,17 @@ class RecordConstraint:
             if prompt_ids and matcher.consume_tokens(list(prompt_ids)) is False or matcher.is_error():
                 raise ValueError(f"the prompt tokens {prompt_ids} do not start a valid record: {matcher.get_error()}")
 
-    def mask(self, logits, rows):
-        """The logits (len(rows), V) of these rows with every token that would break their record at -inf."""
+    def allowed(self, rows, vocab_size, device="cpu"):
+        """(len(rows), vocab_size) booleans: the tokens that keep each of these rows' records valid."""
         bitmask = self.bitmask[: len(rows)]
         bitmask.fill_(-1)
         llguidance.torch.fill_next_token_bitmask_par(self.executor, [(self.matchers[r], i) for i, r in enumerate(rows)],
                                                      self.bitmask)
-        return apply_bitmask(logits.float(), bitmask.to(logits.device, non_blocking=True))
+        return unpack_bitmask(bitmask.to(device, non_blocking=True), vocab_size)
+
+    def mask(self, logits, rows):
+        """The logits (len(rows), V) of these rows with every token that would break their record at -inf."""
+        return logits.float().masked_fill_(~self.allowed(rows, logits.shape[-1], logits.device), float("-inf"))
 
     def advance(self, tokens, rows):
         """Feed each row its new token (a list, aligned with rows); returns, per row, the tokens the grammar then

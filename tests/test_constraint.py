@@ -101,3 +101,53 @@ def test_forced_runs_read_in_one_pass_decode_what_token_by_token_recompute_decod
                 token = int(constraint.mask(logits[:, -1], [0]).argmax())
                 ids += [token, *constraint.advance([token], [0])[0]]
         assert tokenizer.decode(ids[1:], skip_special_tokens=True) == text
+
+
+def test_the_head_computes_only_the_drawable_tokens_and_the_rows_drawn_are_those_of_every_logit(table_constraint,
+                                                                                               monkeypatch):
+    """Sampled at temperature 1 from a seed: restricting the vocabulary head to the tokens some row may draw next
+    changes what is computed, not what is drawn."""
+    import contextlib
+
+    import torch
+
+    from difflm.modules import generate
+    from difflm.modules.llm import load_llm
+    from difflm.modules.projectors import build_projector
+
+    schema, tokenizer, constraint = table_constraint
+    torch.manual_seed(0)
+    llm = load_llm("tiny")
+    projector = build_projector("input_embed", 16, llm.config, prefix_tokens=0, output_std=3.0)
+    z = torch.randn(6, 16)
+    widths = []
+    forward = generate.SelectedColumnsHead.forward
+
+    def recording(head, hidden):
+        widths.append(llm.config.vocab_size if head.columns is None else len(head.columns))
+        return forward(head, hidden)
+
+    monkeypatch.setattr(generate.SelectedColumnsHead, "forward", recording)
+    selected = generate.generate_texts(llm, projector, tokenizer, z, 400, 1.0, torch.Generator().manual_seed(1),
+                                       constraint=constraint)
+    assert widths and max(widths) <= llm.config.vocab_size // 4 and all(schema.parse(text) for text in selected)
+    assert llm.get_output_embeddings().__class__ is torch.nn.Linear  # the model's own head is back
+
+    monkeypatch.setattr(generate, "selectable_head", lambda llm: contextlib.nullcontext())
+    every_logit = generate.generate_texts(llm, projector, tokenizer, z, 400, 1.0, torch.Generator().manual_seed(1),
+                                          constraint=constraint)
+    assert selected == every_logit and len(set(selected)) > 1
+
+
+def test_a_selected_columns_head_gives_those_columns_of_the_full_logits():
+    import torch
+
+    from difflm.modules.generate import SelectedColumnsHead
+
+    torch.manual_seed(0)
+    head = SelectedColumnsHead(torch.nn.Linear(8, 50))
+    hidden = torch.randn(3, 8)
+    full = head(hidden)
+    head.columns = torch.tensor([2, 7, 49])
+    assert head(hidden).shape == (3, 3)
+    torch.testing.assert_close(head(hidden), full[:, [2, 7, 49]])

@@ -1,6 +1,9 @@
 """Batched, KV-cached decoding from a latent: the projector's prefix once, then the chosen tokens pass by pass."""
 
+from contextlib import contextmanager
+
 import torch
+from torch import nn
 
 from difflm import seeded
 from difflm.datamodules.records import start_token_id
@@ -27,6 +30,59 @@ def _pad_runs(runs, pad, device):
     return ids, torch.tensor([len(run) for run in runs], device=device)
 
 
+class SelectedColumnsHead(nn.Module):
+    """A plain linear vocabulary head that computes the logits of `columns` only (token ids; None: all of them)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head, self.columns = head, None
+
+    def forward(self, hidden):
+        if self.columns is None:
+            return self.head(hidden)
+        bias = None if self.head.bias is None else self.head.bias[self.columns]
+        return nn.functional.linear(hidden, self.head.weight[self.columns], bias)
+
+
+@contextmanager
+def selectable_head(llm):
+    """Inside the block the model's vocabulary head is a SelectedColumnsHead (yielded; None where the head is not
+    a plain nn.Linear, e.g. a 4-bit one, which then computes every logit); the model's own forward still applies
+    whatever it does to the logits after the head."""
+    head = llm.get_output_embeddings()
+    if type(head) is not nn.Linear:
+        yield None
+        return
+    selectable = SelectedColumnsHead(head)
+    llm.set_output_embeddings(selectable)
+    try:
+        yield selectable
+    finally:
+        llm.set_output_embeddings(head)
+
+
+def prepare_draw(constraint, rows, head, vocab_size, device):
+    """Before a pass: the tokens each of these rows may draw after it ((rows, vocab_size) booleans; None without a
+    constraint) and the token ids the head is to compute (set on it): those some row may draw, where they are at most
+    a quarter of the vocabulary (a grammar mostly leaves a few digits or category starts), else None (all)."""
+    allowed = constraint.allowed(rows, vocab_size, device) if constraint is not None else None
+    columns = None
+    if allowed is not None and head is not None:
+        columns = allowed.any(0).nonzero().squeeze(1)
+        columns = columns if len(columns) <= vocab_size // 4 else None
+        head.columns = columns
+    return allowed, columns
+
+
+def _masked(logits, allowed, columns):
+    """Logits with the tokens a row may not draw at -inf; `columns`: the token ids the logits are of (None: all)."""
+    if allowed is None:
+        return logits
+    allowed = allowed[:, columns] if columns is not None else nn.functional.pad(
+        allowed, (0, logits.shape[-1] - allowed.shape[1]))  # a head wider (or narrower) than the config's vocabulary
+    return logits.float().masked_fill_(~allowed, float("-inf"))
+
+
 def _ragged_forward(llm, embeds, run_lengths, cache):
     """Logits (rows, vocab) after each row's last token: the rows' first run_lengths[r] embeddings of
     `embeds` (rows, width, hidden) read as one packed sequence (see ragged)."""
@@ -47,7 +103,8 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
     prefix can be drawn, and the tokens the record's grammar forces after each drawn one (keys, quotes,
     separators) are not drawn at all: they are read by the model together, in one forward pass. A pass reads
     every row's unread tokens, however many, with no padding computed (see ragged); the vocabulary head runs
-    only at each row's last token, and finished rows leave the batch. `stats` (a dict) receives forward
+    only at each row's last token, and only for the tokens some row may draw there (see prepare_draw), and
+    finished rows leave the batch. `stats` (a dict) receives forward
     passes and drawn and forced tokens.
 
     `prompts` (one token list per row) are read in place of the start token: instructions of different lengths
@@ -73,11 +130,15 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
     generated = [[] for _ in range(batch)]
     done = [False] * batch
     counts = {"forward_passes": 1, "drawn_tokens": 0, "forced_tokens": 0}
-    with ragged_attention_enabled(llm):
+    vocab_size = llm.config.vocab_size
+    with ragged_attention_enabled(llm), selectable_head(llm) as head:
+        # what each row may draw next is known before the pass, so the head computes only those logits
+        allowed, columns = prepare_draw(constraint, rows, head, vocab_size, device)
         logits = _ragged_forward(llm, embeds, lengths, cache)
         while True:
-            draw_logits = constraint.mask(logits, rows) if constraint is not None else logits
-            tokens = sample_token(draw_logits, temperature.at(rows) if by_column else temperature, generator).tolist()
+            drawn = sample_token(_masked(logits, allowed, columns), temperature.at(rows) if by_column else temperature,
+                                 generator)
+            tokens = (drawn if columns is None else columns[drawn]).tolist()
             forced = constraint.advance(tokens, rows) if constraint is not None else [[]] * len(tokens)
             if by_column:
                 temperature.advance(rows, [[token, *run] for token, run in zip(tokens, forced)])
@@ -101,6 +162,7 @@ def generate_texts(llm, projector, tokenizer, z, max_new_tokens, temperature=0.5
                 z, rows = z[index], [rows[i] for i in keep]
             ids, run_lengths = _pad_runs([unread[row] for row in rows], pad, device)
             embeds = projector.llm_inputs(llm, z, ids, None, past_key_values=cache)["inputs_embeds"]
+            allowed, columns = prepare_draw(constraint, rows, head, vocab_size, device)
             logits = _ragged_forward(llm, embeds, run_lengths, cache)
             counts["forward_passes"] += 1
     if stats is not None:
