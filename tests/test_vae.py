@@ -56,3 +56,20 @@ def test_validation_logs_active_units(tiny_cfg):
     module.shared_step(batch, "val")
     module.shared_step(batch, "train")
     assert 0 <= float(logged["val/active_units"]) <= 1 and "train/active_units" not in logged
+
+
+def test_encoding_in_batches_of_similar_length_keeps_the_texts_order_and_their_means():
+    from difflm.latents import encode_texts
+    from difflm.modules.encoder import PosteriorEncoder, load_encoder
+
+    backbone, tokenizer = load_encoder("tiny")
+    posterior = PosteriorEncoder(backbone, "mean", 4).eval()
+    texts = [f'[{age}, "{"x" * (age % 7)}", {age * 31}]' for age in range(17, 40)]
+    mu, logvar = encode_texts(posterior, tokenizer, texts, batch_size=5, max_length=64)
+    assert mu.shape == logvar.shape == (len(texts), 4)
+    for i in (0, 6, 22):
+        enc = tokenizer([texts[i]], return_tensors="pt")
+        with torch.no_grad():
+            alone = posterior(enc.input_ids, enc.attention_mask)
+        torch.testing.assert_close(mu[i], alone[0][0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(logvar[i], alone[1][0], atol=1e-5, rtol=1e-4)
