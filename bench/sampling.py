@@ -4,17 +4,20 @@
     every token), reject and retry until the row parses;
 (b) batched KV-cached decoding, unconstrained, reject and retry;
 (c) batched KV-cached decoding, schema-constrained, forced tokens read together in ragged passes (no padding
-    computed), the vocabulary head only where a token is drawn, finished rows leaving the batch.
+    computed), the vocabulary head only where a token is drawn and only for the tokens the grammar lets some row
+    draw there, finished rows leaving the batch.
 
 (a), (b) and (c) decode with the same weights (sample.weights=auto: a plain bfloat16 copy on a CPU with
 AVX512-BF16). Variants of (c) show what each choice is worth: the trained 4-bit modules as they are, float32,
-a larger batch; and (a) on the 4-bit modules, as the paper's code runs it. Each batched setting is timed
-`--repeats` times after one warm-up batch (median reported).
+a larger batch, the head computing every logit where a token is drawn; and (a) on the 4-bit modules, as the
+paper's code runs it. Each batched setting is timed `--repeats` times after one warm-up batch (median reported).
 
-python bench/sampling.py [--run runs/adult] [--rows 64] [--reference-rows 3]  ->  bench/results/sampling.json
+python bench/sampling.py [--run runs/adult] [--rows 64] [--reference-rows 3] [--only c_batched_cache_constrained ...]
+                         [--out bench/results/sampling.json]
 """
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -26,6 +29,7 @@ import torch  # noqa: E402
 
 from difflm.datamodules.records import start_token_id  # noqa: E402
 from difflm.metrics.validity import parse_valid  # noqa: E402
+from difflm.modules import generate  # noqa: E402
 from difflm.modules.generate import sample_token  # noqa: E402
 from difflm.run_dir import RunDir, atomic_write_text  # noqa: E402
 from difflm.sampling import load_generator, sample_records  # noqa: E402
@@ -68,6 +72,17 @@ def reference(schema, prior, decoder, rows, temperature, seed, weights):
             "tokens_per_second": round(tokens / seconds, 1), "forward_passes": passes}
 
 
+@contextlib.contextmanager
+def head_at_every_logit():
+    """Decoding inside the block computes every logit of the vocabulary head where a token is drawn."""
+    selectable = generate.selectable_head
+    generate.selectable_head = lambda llm: contextlib.nullcontext()
+    try:
+        yield
+    finally:
+        generate.selectable_head = selectable
+
+
 def batched(schema, prior, decoder, rows, seed, batch_size, repeats, **decoding):
     runs = []
     for repeat in range(repeats):
@@ -95,6 +110,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", help="these settings alone (the names the result uses)")
+    parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     schema, prior, decoder = load_generator(RunDir(args.run))
@@ -103,29 +120,40 @@ def main():
               "auto_weights_dtype": str(decoder.decoding_llm("auto").dtype)}
     decoder.constraint()  # built once (about a second), as a long sampling run would
     sample_records(schema, prior, decoder, 8, 99, 8, progress=False, constrained=True, **common)  # warm-up
-    settings = {
-        "c_batched_cache_constrained": dict(common, constrained=True),
-        "b_batched_cache_unconstrained": dict(common, constrained=False),
-        "c_float32_weights": dict(common, constrained=True, weights="float32"),
-        "c_as_trained_4bit_weights": dict(common, constrained=True, weights="as_trained"),
+
+    def batched_with(constrained=True, scale=1, repeats=args.repeats, **changes):
+        return lambda: batched(schema, prior, decoder, scale * args.rows, 0, scale * args.batch_size, repeats,
+                               **dict(common, **changes), constrained=constrained)
+
+    def at_every_logit(measure):
+        with head_at_every_logit():
+            return measure()
+
+    settings = {  # name: how it is measured
+        "c_batched_cache_constrained": batched_with(),
+        "c_head_at_every_logit": lambda: at_every_logit(batched_with()),
+        "b_batched_cache_unconstrained": batched_with(constrained=False),
+        "c_float32_weights": batched_with(weights="float32"),
+        "c_as_trained_4bit_weights": batched_with(weights="as_trained"),
+        "c_batch_128": batched_with(scale=2, repeats=1),
+        "a_reference": lambda: reference(schema, prior, decoder, args.reference_rows, args.temperature, 0, "auto"),
+        "a_reference_as_trained_4bit": lambda: reference(schema, prior, decoder, args.reference_rows,
+                                                         args.temperature, 0, "as_trained"),
     }
-    for name, decoding in settings.items():
-        result[name] = batched(schema, prior, decoder, args.rows, 0, args.batch_size, args.repeats, **decoding)
-        print(name, result[name], flush=True)
-    result["c_batch_128"] = batched(schema, prior, decoder, 2 * args.rows, 0, 2 * args.batch_size, 1,
-                                    **dict(common, constrained=True))
-    print("c_batch_128", result["c_batch_128"], flush=True)
-    result["a_reference"] = reference(schema, prior, decoder, args.reference_rows, args.temperature, 0, "auto")
-    result["a_reference_as_trained_4bit"] = reference(schema, prior, decoder, args.reference_rows,
-                                                      args.temperature, 0, "as_trained")
-    print(result["a_reference"], result["a_reference_as_trained_4bit"], flush=True)
+    unknown = sorted(set(args.only or ()) - set(settings))
+    if unknown:
+        parser.error(f"--only {' '.join(unknown)}: no such setting; the settings are {', '.join(settings)}")
+    for name, measure in settings.items():
+        if not args.only or name in args.only:
+            result[name] = measure()
+            print(name, result[name], flush=True)
     speed = {k: result[k]["valid_rows_per_second"] for k in result if isinstance(result[k], dict)}
-    result["speedup_over_reference"] = {k: round(v / speed["a_reference"], 1) for k, v in speed.items()}
-    result["speedup_over_reference_as_trained_4bit"] = {
-        k: round(v / speed["a_reference_as_trained_4bit"], 1) for k, v in speed.items()}
-    atomic_write_text(RESULT, json.dumps(result, indent=2))
-    print(json.dumps(result["speedup_over_reference"]))
-    print(f"wrote {RESULT}")
+    for reference_name in ("a_reference", "a_reference_as_trained_4bit"):
+        if reference_name in speed:
+            result[f"speedup_over_{reference_name.removeprefix('a_')}"] = {
+                k: round(v / speed[reference_name], 1) for k, v in speed.items()}
+    atomic_write_text(args.out, json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
