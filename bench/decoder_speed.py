@@ -34,7 +34,7 @@ from difflm.datamodules.sources import read_adult  # noqa: E402
 from difflm.modules import decoder as decoder_module  # noqa: E402
 from difflm.modules.decoder import DecoderModule  # noqa: E402
 from difflm.modules.projectors import IGNORE_INDEX  # noqa: E402
-from difflm.pipeline import forced_tokens  # noqa: E402
+from difflm.pipeline import label_choices  # noqa: E402
 from difflm.run_dir import atomic_write_text  # noqa: E402
 
 RESULT = Path(__file__).resolve().parent / "results" / "decoder_speed.json"
@@ -45,9 +45,11 @@ SETTINGS = [dict(SETTING, **changes) for changes in (
     dict(text_format="object", quantization="nf4"), dict(text_format="object"), dict(text_format="object", bf16=True),
     dict(bf16=True), dict(),
     # budget=cpu60's adapters; with the vocabulary head at every position (the model's own loss, as before lm_loss),
-    # at labelled positions, and with no loss on the tokens the grammar forces
+    # at labelled positions, with no loss on the tokens the grammar forces, and with the drawn tokens' softmax over
+    # the tokens the grammar allows only
     *[dict(bf16=bf16, lora=RANK16_ALL, head=head, loss_on=loss_on) for bf16 in (True, False)
-      for head, loss_on in (("every position", "all"), ("labelled", "all"), ("labelled", "free"))],
+      for head, loss_on in (("every position", "all"), ("labelled", "all"), ("labelled", "free"),
+                            ("labelled", "constrained"))],
     # the values without spaces: a fifth fewer tokens a row
     *[dict(text_format="compact", bf16=bf16, lora=RANK16_ALL) for bf16 in (True, False)])]
 
@@ -65,7 +67,7 @@ def cpu_name():
         return platform.processor()
 
 
-def model_loss(llm, inputs):
+def model_loss(llm, inputs, *allowed):
     return llm(**inputs).loss  # the vocabulary head at every position
 
 
@@ -74,7 +76,7 @@ def measure(setting, batch, steps):
     frame = read_adult("train").head(batch * steps)
     schema = infer_schema(frame, text_format=setting["text_format"])
     module = DecoderModule(plain(cfg.model), plain(cfg.decoder), schema.to_dict(), 64).train()
-    collate = RecordCollator(module.tokenizer, cfg.model.max_length, forced=forced_tokens(setting["loss_on"], module))
+    collate = RecordCollator(module.tokenizer, cfg.model.max_length, **label_choices(setting["loss_on"], module))
     texts = record_texts(schema, frame)
     optimizer = torch.optim.AdamW(module.param_groups())
     seconds = []

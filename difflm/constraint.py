@@ -4,7 +4,7 @@ training vocabulary, integers as integers and numbers within the column's range 
 has missing values, then end-of-sequence."""
 
 import math
-from functools import lru_cache
+from functools import lru_cache, reduce
 
 import llguidance
 import llguidance.hf
@@ -158,6 +158,30 @@ class RecordConstraint:
             flags.append(bool(run) and run[0] == token)
             matcher.consume_token(token)
         return flags
+
+    def choices(self, sequences, positions, vocab_size):
+        """What constrained decoding chose each of these tokens from: `sequences` are records' tokens (as `forced` takes
+        them), `positions` the indices of the tokens to ask about in each. Returns (columns: the token ids allowed at
+        any of them, sorted; allowed: (all positions, len(columns)) booleans, row-major), each token itself allowed
+        in its place. From a token the grammar refuses on, every token is allowed."""
+        words = []
+        for token_ids, asked in zip(sequences, positions):
+            matcher = llguidance.LLMatcher(self.ll_tokenizer, self.grammar)
+            bitmask = llguidance.torch.allocate_token_bitmask(len(asked), self.ll_tokenizer.vocab_size)
+            wanted = {index: row for row, index in enumerate(asked)}
+            for index, token in enumerate(token_ids[: max(asked, default=-1) + 1]):
+                if matcher.is_error():
+                    break
+                if index in wanted:
+                    llguidance.torch.fill_next_token_bitmask(matcher, bitmask, wanted[index])
+                matcher.consume_token(token)
+            words.append(bitmask)
+        words = torch.cat(words)
+        tokens = torch.tensor([seq[i] for seq, asked in zip(sequences, positions) for i in asked], dtype=torch.long)
+        union = unpack_bitmask(reduce(torch.bitwise_or, words, torch.zeros_like(words[:1])), vocab_size)[0]
+        columns = torch.unique(torch.cat([union.nonzero().squeeze(1), tokens]))
+        allowed = ((words[:, columns // 32] >> (columns % 32).to(torch.int32)) & 1).bool()
+        return columns, allowed | (columns == tokens.unsqueeze(1))
 
 
 def record_constraint(schema, tokenizer, conditions=()):

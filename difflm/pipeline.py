@@ -2,6 +2,7 @@
 
 import json
 import time
+from functools import partial
 
 import lightning as L
 import torch
@@ -145,23 +146,25 @@ def build_decoder(cfg, run, stage="decoder"):
     module.projector.load_state_dict(projector_state)
     items = {s: [{"text": t, "mu": mu, "logvar": lv} for t, mu, lv in zip(texts[s], *latents[s])]
              for s in ("train", "val")}
-    collate = RecordCollator(tokenizer, model["max_length"], forced=forced_tokens(cfg.decoder.loss_on, module))
+    collate = RecordCollator(tokenizer, model["max_length"], **label_choices(cfg.decoder.loss_on, module))
     data = RecordDataModule(items["train"], items["val"], collate, cfg.decoder.batch_size, cfg.seed)
     return module, data
 
 
-def forced_tokens(loss_on, module):
-    """decoder.loss_on -> what RecordCollator's `forced` takes: None (every token carries loss), or the record
-    grammar's forced-token flags."""
+def label_choices(loss_on, module):
+    """decoder.loss_on -> RecordCollator's `forced` and `allowed`: every token carries loss (all), only the tokens
+    constrained decoding draws (free), or those, each over the tokens the grammar allows in its place (constrained)."""
     if loss_on == "all":
-        return None
-    if loss_on != "free":
-        raise UserError(f"decoder.loss_on='{loss_on}' is not one of all, free")
+        return {}
+    if loss_on not in ("free", "constrained"):
+        raise UserError(f"decoder.loss_on='{loss_on}' is not one of all, free, constrained")
     constraint = module.constraint()
     if constraint is None:
-        raise UserError(f"decoder.loss_on=free needs a record grammar, and {module.schema.record_type} records have "
-                        "none: use decoder.loss_on=all")
-    return constraint.forced
+        raise UserError(f"decoder.loss_on={loss_on} needs a record grammar, and {module.schema.record_type} records "
+                        "have none: use decoder.loss_on=all")
+    if loss_on == "free":
+        return dict(forced=constraint.forced)
+    return dict(forced=constraint.forced, allowed=partial(constraint.choices, vocab_size=module.llm.config.vocab_size))
 
 
 def train_decoder(cfg, run):

@@ -1,5 +1,5 @@
-"""The LM loss with the vocabulary head only at labelled positions, and decoder.loss_on=free: no loss on the tokens
-the record grammar forces."""
+"""The LM loss with the vocabulary head only at labelled positions, decoder.loss_on=free (no loss on the tokens the
+record grammar forces) and decoder.loss_on=constrained (each drawn token's softmax over the tokens allowed there)."""
 
 import dataclasses
 
@@ -110,29 +110,77 @@ def test_the_collator_takes_the_labels_off_forced_tokens_only(fruit):
     assert decoded == ["bs", "apb"]
 
 
-def test_loss_on_free_trains_a_table_decoder_and_refuses_what_it_cannot(tiny_cfg, tmp_path):
+def test_choices_are_what_constrained_decoding_chose_each_token_from(fruit):
+    schema, tokenizer, constraint = fruit
+    ids = tokenizer.encode('["apple", "big"]', add_special_tokens=False) + [tokenizer.eos_token_id]
+    columns, allowed = constraint.choices([ids], [list(range(len(ids)))], 384)
+    own = torch.searchsorted(columns, torch.tensor(ids))
+    assert allowed.shape == (len(ids), len(columns)) and bool(allowed[torch.arange(len(ids)), own].all())
+    choices = [tokenizer.decode(columns[row]) for row in allowed]
+    assert (choices[2], choices[3], choices[11]) == ("ab", "pv", "bs")  # apple/avocado/banana; apple/avocado; big/small
+    drawn = [i for i, forced in enumerate(constraint.forced(ids)) if not forced]
+    assert drawn == [2, 3, 11] and all(allowed[i].sum() == 1 for i in range(len(ids)) if i not in drawn)
+    asked = constraint.choices([ids, ids[:12]], [[3], [2, 11]], 384)  # several records, some positions of each
+    assert [tokenizer.decode(asked[0][row]) for row in asked[1]] == ["pv", "ab", "bs"]
+    refused = tokenizer.encode('["apple", "huge"]', add_special_tokens=False)
+    columns, allowed = constraint.choices([refused], [[11, 12]], 384)
+    assert tokenizer.decode(columns[allowed[0]]) == "bhs" and bool(allowed[1].all())  # "h" itself; then anything
+    assert len(columns) == 384
+
+
+def test_the_constrained_loss_is_the_likelihood_of_constrained_decoding(fruit, lora_llm):
+    schema, tokenizer, constraint = fruit
+    texts = [schema.to_text({"fruit": "banana", "size": "small"}), schema.to_text({"fruit": "avocado", "size": "big"})]
+    choices = lambda sequences, positions: constraint.choices(sequences, positions, 384)  # noqa: E731
+    batch = RecordCollator(tokenizer, 64, forced=constraint.forced, allowed=choices)([{"text": t} for t in texts])
+    labels, columns, mask = batch["labels"], batch["allowed_columns"], batch["allowed_mask"]
+    assert bool((labels[:, 0] == IGNORE_INDEX).all()) and mask.shape == ((labels != IGNORE_INDEX).sum(), len(columns))
+    assert tokenizer.decode(columns) == "abpsv"  # choices where a byte is drawn: a/b, b/s; a/b, p/v, b/s
+    torch.manual_seed(0)
+    projector = build_projector("soft_prompt", 16, lora_llm.config, prefix_tokens=4)
+    inputs = projector.llm_inputs(lora_llm, torch.randn(2, 16), batch["input_ids"], batch["attention_mask"], labels)
+    loss = causal_lm_loss(lora_llm, inputs, columns, mask)
+    with torch.no_grad():  # the same by hand: each drawn token's log-probability among the tokens allowed there
+        logits = lora_llm(**{k: v for k, v in inputs.items() if k != "labels"}).logits[:, :-1]
+        targets = inputs["labels"][:, 1:]
+        labelled = targets != IGNORE_INDEX
+        allowed = torch.zeros(mask.shape[0], logits.shape[-1], dtype=torch.bool)
+        allowed[:, columns] = mask
+        log_probs = logits[labelled].masked_fill(~allowed, float("-inf")).log_softmax(-1)
+        expected = -log_probs.gather(1, targets[labelled].unsqueeze(1)).mean()
+        unconstrained = torch.nn.functional.cross_entropy(logits[labelled], targets[labelled])
+    assert torch.isclose(loss, expected, atol=1e-5) and loss < unconstrained
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in lora_llm.named_parameters() if "lora" in n)
+    lora_llm.zero_grad()
+
+
+@pytest.mark.parametrize("loss_on", ["free", "constrained"])
+def test_loss_on_drawn_tokens_trains_a_table_decoder_and_refuses_what_it_cannot(tiny_cfg, tmp_path, loss_on):
     from difflm.pipeline import build_decoder, train
     from difflm.run_dir import RunDir
 
     base = ("data.max_rows=60", "data.text_format=array", "vae.max_steps=2", "vae.val_every_n_steps=2")
     train(tiny_cfg(*base, "stage=vae"))
     run = RunDir(tmp_path / "run")
-    module, data = build_decoder(tiny_cfg(*base, "decoder.loss_on=free"), run)
+    module, data = build_decoder(tiny_cfg(*base, f"decoder.loss_on={loss_on}"), run)
     batch = next(iter(data.train_dataloader()))
     labelled = (batch["labels"] != IGNORE_INDEX).sum(1)
     real = batch["attention_mask"].sum(1)
     assert bool((labelled < real / 2).all())  # most of an array row is forced
+    assert ("allowed_mask" in batch) == (loss_on == "constrained")
     assert torch.isfinite(module.shared_step(batch, "train"))
-    with pytest.raises(UserError, match="decoder.loss_on='some' is not one of all, free"):
+    with pytest.raises(UserError, match="decoder.loss_on='some' is not one of all, free, constrained"):
         build_decoder(tiny_cfg(*base, "decoder.loss_on=some"), run)
 
 
-def test_loss_on_free_needs_a_record_grammar():
+def test_loss_on_drawn_tokens_needs_a_record_grammar():
     from types import SimpleNamespace
 
-    from difflm.pipeline import forced_tokens
+    from difflm.pipeline import label_choices
 
     code = SimpleNamespace(constraint=lambda: None, schema=SimpleNamespace(record_type="code"))
-    assert forced_tokens("all", code) is None
-    with pytest.raises(UserError, match="code records have none: use decoder.loss_on=all"):
-        forced_tokens("free", code)
+    assert label_choices("all", code) == {}
+    for loss_on in ("free", "constrained"):
+        with pytest.raises(UserError, match="code records have none: use decoder.loss_on=all"):
+            label_choices(loss_on, code)

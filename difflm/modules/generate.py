@@ -7,6 +7,7 @@ from torch import nn
 
 from difflm import seeded
 from difflm.datamodules.records import start_token_id
+from difflm.modules.lm_loss import head_logits
 from difflm.modules.ragged import RaggedCache, RaggedPass, ragged_attention_enabled
 
 
@@ -38,10 +39,7 @@ class SelectedColumnsHead(nn.Module):
         self.head, self.columns = head, None
 
     def forward(self, hidden):
-        if self.columns is None:
-            return self.head(hidden)
-        bias = None if self.head.bias is None else self.head.bias[self.columns]
-        return nn.functional.linear(hidden, self.head.weight[self.columns], bias)
+        return head_logits(self.head, hidden, self.columns)
 
 
 @contextmanager
