@@ -4,11 +4,12 @@ training vocabulary, integers as integers and numbers within the column's range 
 has missing values, then end-of-sequence."""
 
 import math
-from functools import lru_cache, reduce
+from functools import lru_cache
 
 import llguidance
 import llguidance.hf
 import llguidance.torch
+import numpy
 import torch
 from transformers import PreTrainedTokenizerFast
 
@@ -144,44 +145,50 @@ class RecordConstraint:
         return self.matchers[row].is_stopped()
 
     def forced(self, token_ids):
-        """For each token of a record's text (its tokens after the start token, end-of-sequence included): whether
-        constrained decoding takes it from the grammar instead of drawing it, i.e. it is the first of the run the
-        grammar forces there, or the record is already complete. The model's distribution at such a token is never
-        read. From a token the grammar refuses on, nothing counts as forced."""
-        matcher = llguidance.LLMatcher(self.ll_tokenizer, self.grammar)
-        flags = []
-        for token in token_ids:
-            if matcher.is_error() or matcher.is_stopped():
-                flags.append(not matcher.is_error())
-                continue
-            run = matcher.compute_ff_tokens()
-            flags.append(bool(run) and run[0] == token)
-            matcher.consume_token(token)
-        return flags
+        """For each token of one record's text: whether constrained decoding takes it from the grammar (see `walk`)."""
+        return self.walk([token_ids])[0][0]
 
-    def choices(self, sequences, positions, vocab_size):
-        """What constrained decoding chose each of these tokens from: `sequences` are records' tokens (as `forced` takes
-        them), `positions` the indices of the tokens to ask about in each. Returns (columns: the token ids allowed at
-        any of them, sorted; allowed: (all positions, len(columns)) booleans, row-major), each token itself allowed
-        in its place. From a token the grammar refuses on, every token is allowed."""
-        words = []
-        for token_ids, asked in zip(sequences, positions):
+    def walk(self, sequences, vocab_size=None):
+        """How constrained decoding would produce these records: `sequences` are their tokens after the start token,
+        end-of-sequence included. Returns (forced, choices). forced: per record, a flag per token, True where decoding
+        takes the token from the grammar instead of drawing it: the first of the run the grammar forces there, or
+        any token once the record is complete (the model's distribution there is never read). choices, with
+        vocab_size (else None): what each drawn token was chosen from, as (columns: the token ids allowed at any drawn
+        token, sorted; allowed: (drawn tokens in row-major order, len(columns)) booleans), each token itself allowed
+        in its place. From a token the grammar refuses on, every token counts as drawn, from the whole vocabulary."""
+        choosing = vocab_size is not None
+        bitmask = llguidance.torch.allocate_token_bitmask(sum(map(len, sequences)) if choosing else 0,
+                                                          self.ll_tokenizer.vocab_size)  # one row per token, all -1
+        forced, drawn_rows, drawn_tokens, offset = [], [], [], 0
+        for token_ids in sequences:
             matcher = llguidance.LLMatcher(self.ll_tokenizer, self.grammar)
-            bitmask = llguidance.torch.allocate_token_bitmask(len(asked), self.ll_tokenizer.vocab_size)
-            wanted = {index: row for row, index in enumerate(asked)}
-            for index, token in enumerate(token_ids[: max(asked, default=-1) + 1]):
-                if matcher.is_error():
-                    break
-                if index in wanted:
-                    llguidance.torch.fill_next_token_bitmask(matcher, bitmask, wanted[index])
+            flags = []
+            for index, token in enumerate(token_ids):
+                if matcher.is_error() or matcher.is_stopped():
+                    flags.append(not matcher.is_error())
+                    continue
+                run = matcher.compute_ff_tokens()
+                flags.append(bool(run) and run[0] == token)
+                if choosing and not flags[-1]:
+                    llguidance.torch.fill_next_token_bitmask(matcher, bitmask, offset + index)
                 matcher.consume_token(token)
-            words.append(bitmask)
-        words = torch.cat(words)
-        tokens = torch.tensor([seq[i] for seq, asked in zip(sequences, positions) for i in asked], dtype=torch.long)
-        union = unpack_bitmask(reduce(torch.bitwise_or, words, torch.zeros_like(words[:1])), vocab_size)[0]
-        columns = torch.unique(torch.cat([union.nonzero().squeeze(1), tokens]))
-        allowed = ((words[:, columns // 32] >> (columns % 32).to(torch.int32)) & 1).bool()
-        return columns, allowed | (columns == tokens.unsqueeze(1))
+            forced.append(flags)
+            drawn = [index for index, flag in enumerate(flags) if not flag]
+            drawn_rows.extend(offset + index for index in drawn)
+            drawn_tokens.extend(token_ids[index] for index in drawn)
+            offset += len(token_ids)
+        if not choosing:
+            return forced, None
+        return forced, choice_columns(bitmask[drawn_rows], torch.tensor(drawn_tokens, dtype=torch.long), vocab_size)
+
+
+def choice_columns(words, tokens, vocab_size):
+    """Bitmask rows (one per drawn token) -> (the token ids any row allows, sorted; booleans per row and such id),
+    each row's own token allowed too."""
+    union = torch.from_numpy(numpy.bitwise_or.reduce(words.numpy(), axis=0, keepdims=True))
+    columns = torch.unique(torch.cat([unpack_bitmask(union, vocab_size)[0].nonzero().squeeze(1), tokens]))
+    allowed = ((words[:, columns // 32] >> (columns % 32).to(torch.int32)) & 1).bool()
+    return columns, allowed | (columns == tokens.unsqueeze(1))
 
 
 def record_constraint(schema, tokenizer, conditions=()):

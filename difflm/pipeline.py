@@ -152,8 +152,8 @@ def build_decoder(cfg, run, stage="decoder"):
 
 
 def label_choices(loss_on, module):
-    """decoder.loss_on -> RecordCollator's `forced` and `allowed`: every token carries loss (all), only the tokens
-    constrained decoding draws (free), or those, each over the tokens the grammar allows in its place (constrained)."""
+    """decoder.loss_on -> RecordCollator's `walk`: every token carries loss (all), only the tokens constrained
+    decoding draws (free), or those, each over the tokens the grammar allows in its place (constrained)."""
     if loss_on == "all":
         return {}
     if loss_on not in ("free", "constrained"):
@@ -162,9 +162,8 @@ def label_choices(loss_on, module):
     if constraint is None:
         raise UserError(f"decoder.loss_on={loss_on} needs a record grammar, and {module.schema.record_type} records "
                         "have none: use decoder.loss_on=all")
-    if loss_on == "free":
-        return dict(forced=constraint.forced)
-    return dict(forced=constraint.forced, allowed=partial(constraint.choices, vocab_size=module.llm.config.vocab_size))
+    vocab_size = module.llm.config.vocab_size if loss_on == "constrained" else None
+    return dict(walk=partial(constraint.walk, vocab_size=vocab_size))
 
 
 def train_decoder(cfg, run):

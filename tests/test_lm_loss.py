@@ -101,7 +101,7 @@ def test_the_collator_takes_the_labels_off_forced_tokens_only(fruit):
     schema, tokenizer, constraint = fruit
     texts = [schema.to_text({"fruit": "banana", "size": "small"}), schema.to_text({"fruit": "apple", "size": "big"})]
     plain = RecordCollator(tokenizer, 64)([{"text": t} for t in texts])
-    free = RecordCollator(tokenizer, 64, forced=constraint.forced)([{"text": t} for t in texts])
+    free = RecordCollator(tokenizer, 64, walk=constraint.walk)([{"text": t} for t in texts])
     assert torch.equal(free["input_ids"], plain["input_ids"])
     kept = free["labels"] != IGNORE_INDEX
     assert bool((free["labels"][kept] == plain["labels"][kept]).all())
@@ -110,29 +110,28 @@ def test_the_collator_takes_the_labels_off_forced_tokens_only(fruit):
     assert decoded == ["bs", "apb"]
 
 
-def test_choices_are_what_constrained_decoding_chose_each_token_from(fruit):
+def test_choices_are_what_constrained_decoding_chose_each_drawn_token_from(fruit):
     schema, tokenizer, constraint = fruit
     ids = tokenizer.encode('["apple", "big"]', add_special_tokens=False) + [tokenizer.eos_token_id]
-    columns, allowed = constraint.choices([ids], [list(range(len(ids)))], 384)
-    own = torch.searchsorted(columns, torch.tensor(ids))
-    assert allowed.shape == (len(ids), len(columns)) and bool(allowed[torch.arange(len(ids)), own].all())
-    choices = [tokenizer.decode(columns[row]) for row in allowed]
-    assert (choices[2], choices[3], choices[11]) == ("ab", "pv", "bs")  # apple/avocado/banana; apple/avocado; big/small
-    drawn = [i for i, forced in enumerate(constraint.forced(ids)) if not forced]
-    assert drawn == [2, 3, 11] and all(allowed[i].sum() == 1 for i in range(len(ids)) if i not in drawn)
-    asked = constraint.choices([ids, ids[:12]], [[3], [2, 11]], 384)  # several records, some positions of each
-    assert [tokenizer.decode(asked[0][row]) for row in asked[1]] == ["pv", "ab", "bs"]
+    forced, (columns, allowed) = constraint.walk([ids], 384)
+    assert forced == [constraint.forced(ids)] and constraint.walk([ids])[1] is None
+    drawn = [i for i, flag in enumerate(forced[0]) if not flag]
+    assert drawn == [2, 3, 11] and allowed.shape == (3, len(columns))
+    assert [tokenizer.decode(columns[row]) for row in allowed] == ["ab", "pv", "bs"]  # apple/avocado/banana, ...
+    _, (columns, allowed) = constraint.walk([ids[:4], ids], 384)  # several records, row-major
+    assert [tokenizer.decode(columns[row]) for row in allowed] == ["ab", "pv", "ab", "pv", "bs"]
     refused = tokenizer.encode('["apple", "huge"]', add_special_tokens=False)
-    columns, allowed = constraint.choices([refused], [[11, 12]], 384)
-    assert tokenizer.decode(columns[allowed[0]]) == "bhs" and bool(allowed[1].all())  # "h" itself; then anything
+    forced, (columns, allowed) = constraint.walk([refused], 384)
+    assert [i for i, flag in enumerate(forced[0]) if not flag] == [2, 3, 11, 12, 13, 14, 15, 16]
+    assert tokenizer.decode(columns[allowed[2]]) == "bhs" and bool(allowed[3:].all())  # "h" itself; then anything
     assert len(columns) == 384
 
 
 def test_the_constrained_loss_is_the_likelihood_of_constrained_decoding(fruit, lora_llm):
     schema, tokenizer, constraint = fruit
     texts = [schema.to_text({"fruit": "banana", "size": "small"}), schema.to_text({"fruit": "avocado", "size": "big"})]
-    choices = lambda sequences, positions: constraint.choices(sequences, positions, 384)  # noqa: E731
-    batch = RecordCollator(tokenizer, 64, forced=constraint.forced, allowed=choices)([{"text": t} for t in texts])
+    walk = lambda sequences: constraint.walk(sequences, 384)  # noqa: E731
+    batch = RecordCollator(tokenizer, 64, walk=walk)([{"text": t} for t in texts])
     labels, columns, mask = batch["labels"], batch["allowed_columns"], batch["allowed_mask"]
     assert bool((labels[:, 0] == IGNORE_INDEX).all()) and mask.shape == ((labels != IGNORE_INDEX).sum(), len(columns))
     assert tokenizer.decode(columns) == "abpsv"  # choices where a byte is drawn: a/b, b/s; a/b, p/v, b/s

@@ -108,18 +108,16 @@ def common_prefix(sequences):
 
 
 class RecordCollator:
-    """Items {text, [mu, logvar]} -> LLM tokens with labels (+ encoder tokens, + latent moments). `forced` (token ids
-    after the start token -> a flag per token, e.g. RecordConstraint.forced): the flagged tokens carry no label.
-    `allowed` ((such token lists, the positions to ask about in each) -> (token ids, booleans), e.g.
-    RecordConstraint.choices): the start token carries no label either, and the batch says which tokens each labelled
-    one was chosen from (`allowed_columns`: the token ids any of them may be; `allowed_mask`: (labelled tokens in
-    row-major order, len(allowed_columns)))."""
+    """Items {text, [mu, logvar]} -> LLM tokens with labels (+ encoder tokens, + latent moments). `walk` (records'
+    token ids after the start token -> (forced flags per token, choices or None), e.g. RecordConstraint.walk): the
+    forced tokens carry no label. With choices, the start token carries no label either, and the batch says which
+    tokens each labelled one was chosen from (`allowed_columns`: the token ids any of them may be; `allowed_mask`:
+    (labelled tokens in row-major order, len(allowed_columns)))."""
 
-    def __init__(self, llm_tokenizer, max_length, encoder_tokenizer=None, encoder_max_length=256, forced=None,
-                 allowed=None):
+    def __init__(self, llm_tokenizer, max_length, encoder_tokenizer=None, encoder_max_length=256, walk=None):
         self.llm_tokenizer, self.max_length = llm_tokenizer, max_length
         self.encoder_tokenizer, self.encoder_max_length = encoder_tokenizer, encoder_max_length
-        self.forced, self.allowed = forced, allowed
+        self.walk = walk
 
     def __call__(self, items):
         texts = [item["text"] for item in items]
@@ -132,13 +130,14 @@ class RecordCollator:
             input_ids[row, : len(seq)] = torch.tensor(seq)
             attention_mask[row, : len(seq)] = 1
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
-        if self.forced is not None:
-            for row, seq in enumerate(ids):
-                labels[row, 1: len(seq)][torch.tensor(self.forced(seq[1:]), dtype=torch.bool)] = IGNORE_INDEX
         batch = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
-        if self.allowed is not None:
-            labels[:, 0] = IGNORE_INDEX  # read as the prompt, never drawn
-            batch.update(self.allowed_choices(ids, labels))
+        if self.walk is not None:
+            forced, choices = self.walk([seq[1:] for seq in ids])
+            for row, (seq, flags) in enumerate(zip(ids, forced)):
+                labels[row, 1: len(seq)][torch.tensor(flags, dtype=torch.bool)] = IGNORE_INDEX
+            if choices is not None:
+                labels[:, 0] = IGNORE_INDEX  # read as the prompt, never drawn
+                batch.update(allowed_columns=choices[0], allowed_mask=choices[1])
         if self.encoder_tokenizer is not None:
             enc = self.encoder_tokenizer(texts, padding=True, truncation=True, max_length=self.encoder_max_length,
                                          return_tensors="pt")
@@ -147,13 +146,6 @@ class RecordCollator:
             if key in items[0]:
                 batch[key] = torch.stack([item[key] for item in items])
         return batch
-
-    def allowed_choices(self, ids, labels):
-        """The tokens each labelled token was chosen from (see RecordConstraint.choices)."""
-        positions = [(labels[row, 1: len(seq)] != IGNORE_INDEX).nonzero().squeeze(1).tolist()
-                     for row, seq in enumerate(ids)]
-        columns, allowed = self.allowed([seq[1:] for seq in ids], positions)
-        return dict(allowed_columns=columns, allowed_mask=allowed)
 
 
 class RecordDataModule(L.LightningDataModule):
