@@ -2,14 +2,18 @@
 
 import sys
 
-from difflm.config import compose
+from difflm.config import compose, upstream_notice
 from difflm.errors import exit_on_user_error
 from difflm.pipeline import train
 
 
 @exit_on_user_error
 def main(argv):
-    return train(compose(argv))
+    cfg = compose(argv)
+    notice = upstream_notice(argv)
+    if notice:
+        print(notice, file=sys.stderr)
+    return train(cfg)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from difflm import __version__  # noqa: E402
-from difflm.config import compose, plain  # noqa: E402
+from difflm.config import compose, plain, upstream_notice  # noqa: E402
 from difflm.datamodules.records import load_run_data  # noqa: E402
 from difflm.evaluation import evaluate  # noqa: E402
 from difflm.latents import cached_latents  # noqa: E402
@@ -129,8 +129,12 @@ def upstream_stage(stage, upstream):
 
 
 def train_stage_here(stage, run, overrides):
+    argv = [f"stage={stage}", f"run={run.root}", *overrides]
+    notice = upstream_notice(argv)
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
     started = time.perf_counter()
-    result = train(compose([f"stage={stage}", f"run={run.root}", *overrides]))
+    result = train(compose(argv))
     record = {"seconds": round(time.perf_counter() - started, 1), "seconds_per_step": result["seconds_per_step"][stage],
               "steps": result["metrics"][stage].get("steps"), **peak_memory()}
     if launched_rank() != 0:  # another process of a ddp stage (trainer.devices=N): the first one records it

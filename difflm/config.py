@@ -129,8 +129,9 @@ def _record_type_section(cfg):
     return _merge(cfg, section) if section is not None else cfg
 
 
-def compose(argv, config_dir=CONFIG_DIR):
-    """The resolved configuration for a command line (list of key=value strings)."""
+def compose(argv, config_dir=CONFIG_DIR, inherit=True):
+    """The resolved configuration for a command line (list of key=value strings); with inherit=False, a new run
+    with upstream=<run> does not start from that run's configuration."""
     overrides = parse_overrides(argv)
     selected = {key: value for key, value in overrides if key in GROUPS}
     dotted = [(key, value) for key, value in overrides if key not in GROUPS]
@@ -139,7 +140,8 @@ def compose(argv, config_dir=CONFIG_DIR):
     run = next((value for key, value in dotted if key == "run"), root.run)
     upstream = next((value for key, value in dotted if key == "upstream"), None)
     # a new run with an upstream starts from the upstream's configuration
-    saved = next((path for path in (Path(str(d)) / "config.yaml" for d in (run, upstream) if d) if path.is_file()), None)
+    starts = (run, upstream) if inherit else (run,)
+    saved = next((path for path in (Path(str(d)) / "config.yaml" for d in starts if d) if path.is_file()), None)
     saved_cfg = OmegaConf.load(saved) if saved else None
     # the presets define the data and model sections, so they merge before keys are frozen; a saved run config
     # is laid over the defaults of its own presets, so keys added since it was written get their defaults
@@ -171,6 +173,33 @@ def compose(argv, config_dir=CONFIG_DIR):
             raise _unknown_key(key, cfg)
         OmegaConf.update(cfg, key, _checked(key, old, value), merge=False)
     return cfg
+
+
+def upstream_notice(argv, config_dir=CONFIG_DIR):
+    """For a new run with upstream=<run>: a line naming what it takes from that run's configuration that the presets
+    and the command line alone would set otherwise (easy to miss: a setting typed on the upstream's command line
+    carries over silently). None for any other run, or when nothing differs."""
+    cfg = compose(argv, config_dir)
+    if not cfg.upstream or (Path(str(cfg.run)) / "config.yaml").is_file():
+        return None
+    presets = [f"{group}={choice}" for group, choice in cfg.defaults.items()  # named once, not key by key
+               if choice is not None and compose(argv, config_dir, inherit=False).defaults.get(group) != choice]
+    inherited, own = dotted_values(cfg), dotted_values(compose([*presets, *argv], config_dir, inherit=False))
+    differences = presets + [f"{key}={value} (else {own.get(key)})" for key, value in inherited.items()
+                             if own.get(key) != value and not key.startswith("defaults.")]
+    return differences and (f"upstream={cfg.upstream}: this run starts from that run's configuration, which sets "
+                            + ", ".join(differences))
+
+
+def dotted_values(cfg):
+    """{'a.b': value} for every leaf of the resolved config."""
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                yield from walk(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+    return dict(walk(plain(cfg), ""))
 
 
 def save(cfg, path):

@@ -1,7 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from difflm.config import compose, parse_overrides
+from difflm.config import compose, parse_overrides, upstream_notice
 from difflm.errors import UserError
 
 
@@ -74,6 +74,25 @@ def test_saved_run_config_is_the_base(tmp_path):
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(first))
     later = compose([f"run={tmp_path}", "stage=prior"])
     assert later.model.name == "tiny" and later.vae.max_steps == 5 and later.stage == "prior"
+
+
+def test_a_new_run_says_what_it_takes_from_its_upstreams_configuration(tmp_path):
+    upstream = compose([f"run={tmp_path}/up", "model=tiny", "decoder.loss_on=constrained", "vae.max_steps=5"])
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "config.yaml").write_text(OmegaConf.to_yaml(upstream))
+    argv = [f"run={tmp_path}/new", f"upstream={tmp_path}/up", "stage=decoder", "vae.max_steps=5"]
+    assert compose(argv).decoder.loss_on == "constrained"
+    assert compose(argv, inherit=False).decoder.loss_on == "all"
+    notice = upstream_notice(argv)
+    assert f"upstream={tmp_path}/up: this run starts from that run's configuration" in notice
+    assert "sets model=tiny, decoder.loss_on=constrained (else all)" in notice  # a preset named once, not key by key
+    assert "model.name" not in notice
+    assert "vae.max_steps" not in notice  # typed on this command line too
+    assert upstream_notice([*argv, "decoder.loss_on=all"]).count("loss_on") == 0
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "config.yaml").write_text(OmegaConf.to_yaml(compose(argv)))
+    assert upstream_notice(argv) is None  # a resumed run: its own configuration, nothing new to say
+    assert upstream_notice([f"run={tmp_path}/other"]) is None
 
 
 def test_a_run_saved_before_a_key_existed_gets_its_default(tmp_path):
