@@ -182,13 +182,15 @@ def upstream_notice(argv, config_dir=CONFIG_DIR):
     cfg = compose(argv, config_dir)
     if not cfg.upstream or (Path(str(cfg.run)) / "config.yaml").is_file():
         return None
+    typed = compose(argv, config_dir, inherit=False).defaults
     presets = [f"{group}={choice}" for group, choice in cfg.defaults.items()  # named once, not key by key
-               if choice is not None and compose(argv, config_dir, inherit=False).defaults.get(group) != choice]
+               if choice is not None and typed.get(group) != choice]
     inherited, own = dotted_values(cfg), dotted_values(compose([*presets, *argv], config_dir, inherit=False))
     differences = presets + [f"{key}={value} (else {own.get(key)})" for key, value in inherited.items()
                              if own.get(key) != value and not key.startswith("defaults.")]
-    return differences and (f"upstream={cfg.upstream}: this run starts from that run's configuration, which sets "
-                            + ", ".join(differences))
+    if not differences:
+        return None
+    return f"upstream={cfg.upstream}: this run starts from that run's configuration, which sets {', '.join(differences)}"
 
 
 def dotted_values(cfg):

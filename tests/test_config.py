@@ -89,6 +89,7 @@ def test_a_new_run_says_what_it_takes_from_its_upstreams_configuration(tmp_path)
     assert "model.name" not in notice
     assert "vae.max_steps" not in notice  # typed on this command line too
     assert upstream_notice([*argv, "decoder.loss_on=all"]).count("loss_on") == 0
+    assert upstream_notice([*argv, "decoder.loss_on=constrained", "model=tiny"]) is None  # nothing it did not name
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "config.yaml").write_text(OmegaConf.to_yaml(compose(argv)))
     assert upstream_notice(argv) is None  # a resumed run: its own configuration, nothing new to say
