@@ -5,7 +5,8 @@ model's own loss does), on real Adult rows.
 python bench/decoder_speed.py [--batch 8] [--steps 7] [--out bench/results/decoder_speed-<machine>.json]
                               [--emulated-bf16] [--only 'array none bf16']
 -> bench/results/decoder_speed.json: for each setting, the median seconds of a training step (forward, backward,
-   AdamW; the first two steps are warm-up), the tokens and labelled tokens in a batch and rows per second; and the
+   AdamW; the first two steps are warm-up) and of collating its batch (the grammar walk of loss_on=free/constrained
+   happens there, in the data loader, outside the step), the tokens and labelled tokens in a batch and rows per second; and the
    machine (whether its CPU computes bfloat16 natively decides what autocast costs). Where it does not, the bfloat16
    settings are left out unless --emulated-bf16 asks for them: on the AVX2 machine measured, a step of the object
    setting took 270 to 290 s against 10.5 s in float32.
@@ -79,11 +80,13 @@ def measure(setting, batch, steps):
     collate = RecordCollator(module.tokenizer, cfg.model.max_length, **label_choices(setting["loss_on"], module))
     texts = record_texts(schema, frame)
     optimizer = torch.optim.AdamW(module.param_groups())
-    seconds = []
+    seconds, collate_seconds = [], []
     every_position = mock.patch.object(decoder_module, "causal_lm_loss", model_loss)
     with every_position if setting["head"] == "every position" else contextlib.nullcontext():
         for step in range(steps):
+            started = time.perf_counter()
             batch_ = collate([{"text": t} for t in texts[step * batch:(step + 1) * batch]])
+            collate_seconds.append(time.perf_counter() - started)
             batch_.update(mu=torch.randn(batch, cfg.model.latent_dim),
                           logvar=torch.full((batch, cfg.model.latent_dim), -4.0))
             started = time.perf_counter()
@@ -100,7 +103,8 @@ def measure(setting, batch, steps):
             "loss_on": setting["loss_on"], "head": setting["head"],
             "tokens_per_batch": int(batch_["attention_mask"].sum()),
             "labelled_tokens_per_batch": int((batch_["labels"][:, 1:] != IGNORE_INDEX).sum()),
-            "seconds_per_step": round(median, 3), "rows_per_second": round(batch / median, 2)}
+            "seconds_per_step": round(median, 3), "rows_per_second": round(batch / median, 2),
+            "collate_seconds_per_batch": round(statistics.median(collate_seconds[2:]), 3)}
 
 
 def main():
