@@ -10,7 +10,7 @@ from difflm.pipeline import train
 @exit_on_user_error
 def main(argv):
     cfg = compose(argv)
-    notice = upstream_notice(argv)
+    notice = upstream_notice(cfg, argv)
     if notice:
         print(notice, file=sys.stderr)
     return train(cfg)

@@ -6,10 +6,10 @@ python bench/decoder_speed.py [--batch 8] [--steps 7] [--out bench/results/decod
                               [--emulated-bf16] [--only 'array none bf16']
 -> bench/results/decoder_speed.json: for each setting, the median seconds of a training step (forward, backward,
    AdamW; the first two steps are warm-up) and of collating its batch (the grammar walk of loss_on=free/constrained
-   happens there, in the data loader, outside the step), the tokens and labelled tokens in a batch and rows per second; and the
-   machine (whether its CPU computes bfloat16 natively decides what autocast costs). Where it does not, the bfloat16
-   settings are left out unless --emulated-bf16 asks for them: on the AVX2 machine measured, a step of the object
-   setting took 270 to 290 s against 10.5 s in float32.
+   happens there, in the data loader, outside the step), the tokens and labelled tokens in a batch and rows per
+   second; and the machine (whether its CPU computes bfloat16 natively decides what autocast costs). Where it does
+   not, the bfloat16 settings are left out unless --emulated-bf16 asks for them: on the AVX2 machine measured, a step
+   of the object setting took 270 to 290 s against 10.5 s in float32.
 """
 
 import argparse

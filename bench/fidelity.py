@@ -130,11 +130,12 @@ def upstream_stage(stage, upstream):
 
 def train_stage_here(stage, run, overrides):
     argv = [f"stage={stage}", f"run={run.root}", *overrides]
-    notice = upstream_notice(argv)
+    cfg = compose(argv)
+    notice = upstream_notice(cfg, argv)
     if notice:
         print(notice, file=sys.stderr, flush=True)
     started = time.perf_counter()
-    result = train(compose(argv))
+    result = train(cfg)
     record = {"seconds": round(time.perf_counter() - started, 1), "seconds_per_step": result["seconds_per_step"][stage],
               "steps": result["metrics"][stage].get("steps"), **peak_memory()}
     if launched_rank() != 0:  # another process of a ddp stage (trainer.devices=N): the first one records it

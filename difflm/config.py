@@ -175,11 +175,10 @@ def compose(argv, config_dir=CONFIG_DIR, inherit=True):
     return cfg
 
 
-def upstream_notice(argv, config_dir=CONFIG_DIR):
-    """For a new run with upstream=<run>: a line naming what it takes from that run's configuration that the presets
-    and the command line alone would set otherwise (easy to miss: a setting typed on the upstream's command line
-    carries over silently). None for any other run, or when nothing differs."""
-    cfg = compose(argv, config_dir)
+def upstream_notice(cfg, argv, config_dir=CONFIG_DIR):
+    """For a new run with upstream=<run> (cfg: compose(argv)): a line naming what it takes from that run's
+    configuration that the presets and the command line alone would set otherwise (easy to miss: a setting typed on
+    the upstream's command line carries over silently). None for any other run, or when nothing differs."""
     if not cfg.upstream or (Path(str(cfg.run)) / "config.yaml").is_file():
         return None
     typed = compose(argv, config_dir, inherit=False).defaults
@@ -190,18 +189,14 @@ def upstream_notice(argv, config_dir=CONFIG_DIR):
                              if own.get(key) != value and not key.startswith("defaults.")]
     if not differences:
         return None
-    return f"upstream={cfg.upstream}: this run starts from that run's configuration, which sets {', '.join(differences)}"
+    return (f"upstream={cfg.upstream}: this run starts from that run's configuration, which sets "
+            + ", ".join(differences))
 
 
 def dotted_values(cfg):
-    """{'a.b': value} for every leaf of the resolved config."""
-    def walk(node, prefix):
-        for key, value in node.items():
-            if isinstance(value, dict) and value:
-                yield from walk(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
-    return dict(walk(plain(cfg), ""))
+    """{'a.b': value} for every leaf of the resolved config (an empty section is a leaf)."""
+    values = {key: OmegaConf.select(cfg, key) for key in all_keys(cfg)}
+    return {key: plain(value) for key, value in values.items() if not isinstance(value, DictConfig) or not value}
 
 
 def save(cfg, path):

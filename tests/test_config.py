@@ -83,17 +83,21 @@ def test_a_new_run_says_what_it_takes_from_its_upstreams_configuration(tmp_path)
     argv = [f"run={tmp_path}/new", f"upstream={tmp_path}/up", "stage=decoder", "vae.max_steps=5"]
     assert compose(argv).decoder.loss_on == "constrained"
     assert compose(argv, inherit=False).decoder.loss_on == "all"
-    notice = upstream_notice(argv)
+
+    def notice_for(argv):
+        return upstream_notice(compose(argv), argv)
+
+    notice = notice_for(argv)
     assert f"upstream={tmp_path}/up: this run starts from that run's configuration" in notice
     assert "sets model=tiny, decoder.loss_on=constrained (else all)" in notice  # a preset named once, not key by key
     assert "model.name" not in notice
     assert "vae.max_steps" not in notice  # typed on this command line too
-    assert upstream_notice([*argv, "decoder.loss_on=all"]).count("loss_on") == 0
-    assert upstream_notice([*argv, "decoder.loss_on=constrained", "model=tiny"]) is None  # nothing it did not name
+    assert notice_for([*argv, "decoder.loss_on=all"]).count("loss_on") == 0
+    assert notice_for([*argv, "decoder.loss_on=constrained", "model=tiny"]) is None  # nothing it did not name
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "config.yaml").write_text(OmegaConf.to_yaml(compose(argv)))
-    assert upstream_notice(argv) is None  # a resumed run: its own configuration, nothing new to say
-    assert upstream_notice([f"run={tmp_path}/other"]) is None
+    assert notice_for(argv) is None  # a resumed run: its own configuration, nothing new to say
+    assert notice_for([f"run={tmp_path}/other"]) is None
 
 
 def test_a_run_saved_before_a_key_existed_gets_its_default(tmp_path):
