@@ -1,8 +1,8 @@
-"""Sampling temperature by column (sample.column_temperature). A table record's text is JSON written in the
-schema's column order, so the column each drawn token belongs to follows from the text before it: the number of
-top-level separators outside strings. One temperature for every token sharpens some columns and blurs others; this
-gives each column, or each column kind, its own."""
+"""Sampling temperature by column (sample.column_temperature): the column each drawn token belongs to follows from
+the text before it (difflm.columns). One temperature for every token sharpens some columns and blurs others; this gives
+each column, or each column kind, its own."""
 
+from difflm.columns import JsonPosition, TokenTexts
 from difflm.datamodules.schema import KINDS
 from difflm.errors import UserError
 
@@ -32,49 +32,16 @@ def column_temperatures(schema, default, by_column):
     return [float(by_column.get(c.name, by_column.get(c.kind, default))) for c in schema.columns]
 
 
-class _JsonPosition:
-    """Where a JSON text stands, read character by character: inside a string or not, nesting depth, and how many
-    separators the outermost container has passed (the column index of a table record)."""
-
-    def __init__(self):
-        self.depth, self.in_string, self.escaped, self.column = 0, False, False, 0
-
-    def read(self, text):
-        for char in text:
-            if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif char == "\\":
-                    self.escaped = True
-                elif char == '"':
-                    self.in_string = False
-            elif char == '"':
-                self.in_string = True
-            elif char in "[{":
-                self.depth += 1
-            elif char in "]}":
-                self.depth -= 1
-            elif char == "," and self.depth == 1:
-                self.column += 1
-
-
 class ColumnTemperature:
     """Per-row temperatures for decoding table records: `start(rows, prompt_ids)`, then around each step `at(rows)`
     (the temperature of each row's next token: that of the column its text has reached) and `advance(rows, runs)`
     (the tokens each row read: the drawn one and the run the grammar forced)."""
 
     def __init__(self, temperatures, tokenizer):
-        self.temperatures, self.tokenizer = temperatures, tokenizer
-        self._texts = {}  # token id -> its text: structure characters are ASCII, so one token decodes alone
-
-    def _text(self, tokens):
-        for token in tokens:
-            if token not in self._texts:
-                self._texts[token] = self.tokenizer.decode([token], skip_special_tokens=True)
-        return "".join(self._texts[token] for token in tokens)
+        self.temperatures, self._text = temperatures, TokenTexts(tokenizer)
 
     def start(self, rows, prompt_ids):
-        self.positions = [_JsonPosition() for _ in range(rows)]
+        self.positions = [JsonPosition() for _ in range(rows)]
         prefix = self._text(prompt_ids)
         for position in self.positions:
             position.read(prefix)

@@ -14,6 +14,7 @@ from difflm.callbacks.beta import BetaBacktracking
 from difflm.callbacks.evaluation import DownstreamEvaluation
 from difflm.callbacks.reconstruction import ReconstructionAccuracy
 from difflm.callbacks.time_budget import budget_seconds
+from difflm.columns import ColumnWeights
 from difflm.datamodules.records import (RecordCollator, RecordDataModule, decoding_setup, load_run_data,
                                         prepare_run_data, record_texts)
 from difflm.datamodules.record_types import load_schema
@@ -146,7 +147,8 @@ def build_decoder(cfg, run, stage="decoder"):
     module.projector.load_state_dict(projector_state)
     items = {s: [{"text": t, "mu": mu, "logvar": lv} for t, mu, lv in zip(texts[s], *latents[s])]
              for s in ("train", "val")}
-    collate = RecordCollator(tokenizer, model["max_length"], **label_choices(cfg.decoder.loss_on, module))
+    collate = RecordCollator(tokenizer, model["max_length"], **label_choices(cfg.decoder.loss_on, module),
+                             **target_weights(cfg.decoder.target_loss_weight, cfg.data.target, schema, tokenizer))
     data = RecordDataModule(items["train"], items["val"], collate, cfg.decoder.batch_size, cfg.seed)
     return module, data
 
@@ -164,6 +166,17 @@ def label_choices(loss_on, module):
                         "have none: use decoder.loss_on=all")
     vocab_size = module.llm.config.vocab_size if loss_on == "constrained" else None
     return dict(walk=partial(constraint.walk, vocab_size=vocab_size))
+
+
+def target_weights(weight, target, schema, tokenizer):
+    """decoder.target_loss_weight -> RecordCollator's `weigh`: the tokens of data.target's column weigh `weight` in
+    the training loss, the others 1. Nothing to weigh at 1, nor without a target column (code and tool records have
+    none), so a preset may set it for any data."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+        raise UserError(f"decoder.target_loss_weight must be a number > 0, got {weight!r}")
+    if weight == 1 or target is None or schema.record_type != "table":
+        return {}
+    return dict(weigh=ColumnWeights(tokenizer, schema.names.index(target), weight))
 
 
 def train_decoder(cfg, run):

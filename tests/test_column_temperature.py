@@ -9,6 +9,7 @@ import torch
 from transformers import ByT5Tokenizer
 
 from difflm.column_temperature import column_temperatures, decoding_temperature, with_target_named
+from difflm.columns import ColumnWeights, TokenTexts, token_columns
 from difflm.config import compose
 from difflm.constraint import RecordConstraint
 from difflm.datamodules.schema import VALUES_ONLY, infer_schema
@@ -76,6 +77,19 @@ def test_every_token_gets_the_temperature_of_the_column_it_is_in(text_format):
             seen.append(round(temperatures.at([0])[0] * 10))
             temperatures.advance([0], [[token]])
         assert seen == expected_columns(schema, record)
+
+
+@pytest.mark.parametrize("text_format", ["array", "object", "compact"])
+def test_training_weighs_the_tokens_of_the_columns_sampling_reads(text_format):
+    schema = infer_schema(TRICKY, text_format=text_format)
+    tokenizer = ByT5Tokenizer()
+    last = len(schema.names) - 1
+    for record in TRICKY.to_dict("records"):
+        ids = tokenizer.encode(schema.to_text(record), add_special_tokens=False) + [tokenizer.eos_token_id]
+        expected = expected_columns(schema, record) + [last]  # the end of the record is the last column's
+        assert token_columns(TokenTexts(tokenizer), ids) == expected
+        [weights] = ColumnWeights(tokenizer, 2, 4.0)([ids])  # city: quotes, a comma and a bracket inside its values
+        assert weights == [4.0 if column == 2 else 1.0 for column in expected]
 
 
 def test_rows_at_temperature_zero_are_greedy_and_the_others_draw_as_they_would_alone():

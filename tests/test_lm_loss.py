@@ -1,5 +1,6 @@
 """The LM loss with the vocabulary head only at labelled positions, decoder.loss_on=free (no loss on the tokens the
-record grammar forces) and decoder.loss_on=constrained (each drawn token's softmax over the tokens allowed there)."""
+record grammar forces), decoder.loss_on=constrained (each drawn token's softmax over the tokens allowed there) and
+decoder.target_loss_weight (the target column's tokens weigh more in training)."""
 
 import dataclasses
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from transformers import ByT5Tokenizer
 
+from difflm.columns import ColumnWeights
 from difflm.constraint import RecordConstraint
 from difflm.datamodules.records import RecordCollator
 from difflm.datamodules.schema import infer_schema
@@ -154,14 +156,22 @@ def test_the_constrained_loss_is_the_likelihood_of_constrained_decoding(fruit, l
     lora_llm.zero_grad()
 
 
-@pytest.mark.parametrize("loss_on", ["free", "constrained"])
-def test_loss_on_drawn_tokens_trains_a_table_decoder_and_refuses_what_it_cannot(tiny_cfg, tmp_path, loss_on):
-    from difflm.pipeline import build_decoder, train
+@pytest.fixture
+def table_vae(tiny_cfg, tmp_path):
+    """(tiny_cfg, the overrides of a tiny Adult run in array format, its run directory with a trained VAE)."""
+    from difflm.pipeline import train
     from difflm.run_dir import RunDir
 
     base = ("data.max_rows=60", "data.text_format=array", "vae.max_steps=2", "vae.val_every_n_steps=2")
     train(tiny_cfg(*base, "stage=vae"))
-    run = RunDir(tmp_path / "run")
+    return tiny_cfg, base, RunDir(tmp_path / "run")
+
+
+@pytest.mark.parametrize("loss_on", ["free", "constrained"])
+def test_loss_on_drawn_tokens_trains_a_table_decoder_and_refuses_what_it_cannot(table_vae, loss_on):
+    from difflm.pipeline import build_decoder
+
+    tiny_cfg, base, run = table_vae
     module, data = build_decoder(tiny_cfg(*base, f"decoder.loss_on={loss_on}"), run)
     batch = next(iter(data.train_dataloader()))
     labelled = (batch["labels"] != IGNORE_INDEX).sum(1)
@@ -183,3 +193,49 @@ def test_loss_on_drawn_tokens_needs_a_record_grammar():
     for loss_on in ("free", "constrained"):
         with pytest.raises(UserError, match="code records have none: use decoder.loss_on=all"):
             label_choices(loss_on, code)
+
+
+def test_the_target_columns_tokens_weigh_more_in_the_loss(fruit, lora_llm):
+    schema, tokenizer, _ = fruit
+    texts = [schema.to_text({"fruit": "banana", "size": "small"}), schema.to_text({"fruit": "apple", "size": "big"})]
+    batch = RecordCollator(tokenizer, 64, weigh=ColumnWeights(tokenizer, 1, 4.0))([{"text": t} for t in texts])
+    heavy = batch["label_weights"] == 4.0
+    assert bool((batch["label_weights"][~heavy] == 1.0).all())
+    assert [tokenizer.decode(row[keep], skip_special_tokens=True) for row, keep in zip(batch["input_ids"], heavy)] \
+        == [' "small"]', ' "big"]']  # the size column's tokens (and each record's end), after the comma closing fruit
+    torch.manual_seed(0)
+    projector = build_projector("soft_prompt", 16, lora_llm.config, prefix_tokens=4)
+    inputs = projector.llm_inputs(lora_llm, torch.randn(2, 16), batch["input_ids"], batch["attention_mask"],
+                                  batch["labels"])
+    weighted = causal_lm_loss(lora_llm, inputs, weights=batch["label_weights"])
+    with torch.no_grad():  # the same by hand: per-token cross-entropy, each token's weight, the weighted mean
+        # (the last virtual token predicts the start token, which carries a label and weight 1)
+        logits = lora_llm(**{k: v for k, v in inputs.items() if k != "labels"}).logits[:, 3:-1]
+        targets = batch["labels"]
+        labelled = targets != IGNORE_INDEX
+        losses = torch.nn.functional.cross_entropy(logits[labelled], targets[labelled], reduction="none")
+        weights = batch["label_weights"][labelled]
+        expected = (losses * weights).sum() / weights.sum()
+    assert torch.isclose(weighted, expected, atol=1e-5) and not torch.isclose(weighted, losses.mean())
+    ones = causal_lm_loss(lora_llm, inputs, weights=torch.ones_like(batch["label_weights"]))
+    assert torch.isclose(ones, causal_lm_loss(lora_llm, inputs), atol=1e-6)
+
+
+def test_target_loss_weight_weighs_the_target_in_training_only(table_vae):
+    from difflm.pipeline import build_decoder
+
+    tiny_cfg, base, run = table_vae
+    assert "label_weights" not in next(iter(build_decoder(tiny_cfg(*base), run)[1].train_dataloader()))
+    module, data = build_decoder(tiny_cfg(*base, "decoder.target_loss_weight=3"), run)
+    batch = next(iter(data.train_dataloader()))
+    heavy = batch["label_weights"] == 3.0
+    values = {module.tokenizer.decode(row[keep], skip_special_tokens=True) for row, keep in
+              zip(batch["input_ids"], heavy)}
+    assert values <= {' "<=50K"]', ' ">50K"]'} and bool((batch["label_weights"][~heavy] == 1.0).all())
+    module.eval()  # no dropout: the weights are all that differs between the two splits
+    with torch.no_grad():
+        assert not torch.isclose(module.shared_step(batch, "train"), module.shared_step(batch, "val"))
+    with pytest.raises(UserError, match="decoder.target_loss_weight must be a number > 0, got 0"):
+        build_decoder(tiny_cfg(*base, "decoder.target_loss_weight=0"), run)
+    no_target = build_decoder(tiny_cfg(*base, "decoder.target_loss_weight=3", "data.target=null"), run)[1]
+    assert "label_weights" not in next(iter(no_target.train_dataloader()))

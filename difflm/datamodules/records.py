@@ -112,12 +112,14 @@ class RecordCollator:
     token ids after the start token -> (forced flags per token, choices or None), e.g. RecordConstraint.walk): the
     forced tokens carry no label. With choices, the start token carries no label either, and the batch says which
     tokens each labelled one was chosen from (`allowed_columns`: the token ids any of them may be; `allowed_mask`:
-    (labelled tokens in row-major order, len(allowed_columns)))."""
+    (labelled tokens in row-major order, len(allowed_columns))). `weigh` (the same token ids -> a loss weight per
+    token, e.g. difflm.columns.ColumnWeights): the batch's `label_weights`, beside `labels`."""
 
-    def __init__(self, llm_tokenizer, max_length, encoder_tokenizer=None, encoder_max_length=256, walk=None):
+    def __init__(self, llm_tokenizer, max_length, encoder_tokenizer=None, encoder_max_length=256, walk=None,
+                 weigh=None):
         self.llm_tokenizer, self.max_length = llm_tokenizer, max_length
         self.encoder_tokenizer, self.encoder_max_length = encoder_tokenizer, encoder_max_length
-        self.walk = walk
+        self.walk, self.weigh = walk, weigh
 
     def __call__(self, items):
         texts = [item["text"] for item in items]
@@ -138,6 +140,10 @@ class RecordCollator:
             if choices is not None:
                 labels[:, 0] = IGNORE_INDEX  # read as the prompt, never drawn
                 batch.update(allowed_columns=choices[0], allowed_mask=choices[1])
+        if self.weigh is not None:
+            batch["label_weights"] = torch.ones((len(ids), width))
+            for row, (seq, weights) in enumerate(zip(ids, self.weigh([seq[1:] for seq in ids]))):
+                batch["label_weights"][row, 1: len(seq)] = torch.tensor(weights)
         if self.encoder_tokenizer is not None:
             enc = self.encoder_tokenizer(texts, padding=True, truncation=True, max_length=self.encoder_max_length,
                                          return_tensors="pt")

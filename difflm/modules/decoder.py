@@ -39,7 +39,9 @@ class DecoderModule(StageModule):
         noise = self.hparams.train.get("latent_noise", 1.0) if split == "train" else 0.0
         z = self.read(reparameterize(batch["mu"], batch["logvar"], scale=noise))
         inputs = self.projector.llm_inputs(self.llm, z, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        loss = causal_lm_loss(self.llm, inputs, batch.get("allowed_columns"), batch.get("allowed_mask"))
+        # decoder.target_loss_weight weighs the training loss; validation's stays every token's plain mean
+        weights = batch.get("label_weights") if split == "train" else None
+        loss = causal_lm_loss(self.llm, inputs, batch.get("allowed_columns"), batch.get("allowed_mask"), weights)
         self.log_split(split, dict(loss=loss), batch["input_ids"].shape[0])
         return loss
 

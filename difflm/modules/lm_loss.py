@@ -18,19 +18,21 @@ from difflm.modules.projectors import IGNORE_INDEX
 PLAIN_HEAD_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
 
-def causal_lm_loss(llm, inputs, allowed_columns=None, allowed_mask=None):
+def causal_lm_loss(llm, inputs, allowed_columns=None, allowed_mask=None, weights=None):
     """Mean next-token cross-entropy of `inputs` (the LLM's forward arguments with `labels`, IGNORE_INDEX where a
     token carries no loss); `llm` may be LoRA-wrapped (peft). With `allowed_columns` and `allowed_mask` (see
     RecordCollator) each labelled token's softmax runs over the tokens it was chosen from only: the loss is then
-    the negative log-likelihood of constrained decoding at temperature 1, and the head computes only those columns."""
+    the negative log-likelihood of constrained decoding at temperature 1, and the head computes only those columns.
+    With `weights` (a weight per token of the record, as RecordCollator's `label_weights`) the mean is weighted."""
     model = llm.get_base_model() if isinstance(llm, PeftModel) else llm
     targets = inputs["labels"][:, 1:]
     labelled = targets != IGNORE_INDEX
     body = {key: value for key, value in inputs.items() if key != "labels"}
     if model.config.model_type not in PLAIN_HEAD_MODEL_TYPES:
-        if allowed_columns is None:
+        if allowed_columns is None and weights is None:
             return llm(**inputs).loss
-        logits = llm(**body).logits[:, :-1][labelled][:, allowed_columns]
+        logits = llm(**body).logits[:, :-1][labelled]
+        logits = logits if allowed_columns is None else logits[:, allowed_columns]
     else:
         hidden = model.base_model(**body).last_hidden_state[:, :-1][labelled]
         logits = head_logits(model.get_output_embeddings(), hidden, allowed_columns)
@@ -38,7 +40,11 @@ def causal_lm_loss(llm, inputs, allowed_columns=None, allowed_mask=None):
     if allowed_columns is not None:
         logits = logits.float().masked_fill(~allowed_mask, float("-inf"))
         targets = torch.searchsorted(allowed_columns, targets)
-    return F.cross_entropy(logits.float(), targets)
+    if weights is None:
+        return F.cross_entropy(logits.float(), targets)
+    prepended = inputs["labels"].shape[1] - weights.shape[1]  # a soft prompt's virtual tokens, never labelled
+    weights = F.pad(weights, (prepended, 0), value=1.0)[:, 1:][labelled].to(logits.device)
+    return (F.cross_entropy(logits.float(), targets, reduction="none") * weights).sum() / weights.sum()
 
 
 def head_logits(head, hidden, columns=None):
