@@ -171,8 +171,8 @@ def label_choices(loss_on, module):
 def target_weights(weight, target, schema, tokenizer):
     """decoder.target_loss_weight -> RecordCollator's `weigh`: the tokens of data.target's column weigh `weight` in
     the training loss, the others 1. Nothing to weigh at 1, nor without a target column (code and tool records have
-    none), so a preset may set it for any data."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+    none), so a preset may set it for any data. (compose has already refused a value that is not a number.)"""
+    if weight <= 0:
         raise UserError(f"decoder.target_loss_weight must be a number > 0, got {weight!r}")
     if weight == 1 or target is None or schema.record_type != "table":
         return {}
