@@ -8,6 +8,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 
+from difflm.callbacks.last_step import ValidateLastStep
 from difflm.callbacks.time_budget import TimeBudget
 from difflm.callbacks.timing import StepTimer
 from difflm.errors import UserError
@@ -53,7 +54,7 @@ def resolve_precision(precision, accelerator):
 
 def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):
     """A Trainer for the stage; its StepTimer is `trainer.step_timer`. With stage_cfg.max_minutes, max_steps is
-    a cap and a TimeBudget decides where the stage ends."""
+    a cap and a TimeBudget decides where the stage ends. The last step is always validated and checkpointed."""
     checkpoint = ModelCheckpoint(dirpath=str(run.stage(stage)), filename="best", monitor="val/loss", mode="min",
                                  save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
     timer = StepTimer()
@@ -72,7 +73,7 @@ def make_trainer(cfg, run, stage, stage_cfg, callbacks=()):
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.enable_progress_bar,
         logger=make_logger(cfg, run, stage),
-        callbacks=[checkpoint, timer, *callbacks],
+        callbacks=[checkpoint, timer, ValidateLastStep(), *callbacks],
         default_root_dir=str(run.root),
         enable_model_summary=False,
     )

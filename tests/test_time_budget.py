@@ -63,20 +63,22 @@ class Quadratic(StageModule):
         self.validated_at.append(self.trainer.global_step)
 
 
-def fit(tmp_path, clock, stop_at=None, minutes=0.5):
-    """Fit Quadratic for `minutes` budgeted minutes (at most 1,000 steps) in the run tmp_path, resuming if it has a
-    last checkpoint; stop_at interrupts the fit after that step. Returns (trainer, module, budget)."""
+def fit(tmp_path, clock, stop_at=None, minutes=0.5, max_steps=1000, val_every=400):
+    """Fit Quadratic for `minutes` budgeted minutes (at most max_steps; None: max_steps exactly) in the run
+    tmp_path, resuming if it has a last checkpoint; stop_at interrupts the fit after that step. Returns (trainer,
+    module, budget), budget None without minutes."""
     cfg = compose(["logger=none", "trainer.enable_progress_bar=false"])
-    stage_cfg = OmegaConf.create({"max_steps": 1000, "val_every_n_steps": 400, "val_batches": 1, "max_minutes": minutes,
-                                  "precision": "32-true"})
+    stage_cfg = OmegaConf.create({"max_steps": max_steps, "val_every_n_steps": val_every, "val_batches": 1,
+                                  "max_minutes": minutes, "precision": "32-true"})
     run = RunDir(tmp_path)
-    module = Quadratic({"max_steps": 1000, "lr": 0.1, "weight_decay": 0.0, "lr_schedule": "cosine",
+    module = Quadratic({"max_steps": max_steps, "lr": 0.1, "weight_decay": 0.0, "lr_schedule": "cosine",
                         "warmup_steps": 0})
     module.clock = clock
     interrupt = [Interrupt(stop_at)] if stop_at else []
     trainer = make_trainer(cfg, run, "quadratic", stage_cfg, interrupt)
-    budget = next(c for c in trainer.callbacks if isinstance(c, TimeBudget))
-    budget.clock, budget.probe_steps, budget.reserve = clock, 5, 0.0
+    budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
+    if budget:
+        budget.clock, budget.probe_steps, budget.reserve = clock, 5, 0.0
     data = torch.utils.data.TensorDataset(torch.randn(200, 2))
     loader = torch.utils.data.DataLoader(data, batch_size=2)
     trainer.fit(module, loader, loader, ckpt_path=resume_path(run, "quadratic"))
@@ -99,6 +101,15 @@ def test_a_budgeted_stage_plans_its_steps_ends_its_schedule_there_and_validates_
     assert trainer.global_step == 30 and module.validated_at == [30]
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
     assert torch.load(tmp_path / "quadratic" / "last.ckpt", weights_only=False)["global_step"] == 30
+
+
+def test_a_fixed_step_stage_validates_and_checkpoints_its_last_step_off_the_validation_interval(tmp_path):
+    # 70 steps validated every 55: without the closing validation both checkpoints would hold step 55
+    trainer, module, budget = fit(tmp_path, FakeClock(1.0), minutes=None, max_steps=70, val_every=55)
+    assert budget is None and trainer.global_step == 70 and module.validated_at == [55, 70]
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+    for name in ("last", "best"):  # the loss still falls at step 70, so best is the last step too
+        assert torch.load(tmp_path / "quadratic" / f"{name}.ckpt", weights_only=False)["global_step"] == 70
 
 
 def test_a_slow_step_count_is_planned_from_the_measured_speed(tmp_path):
