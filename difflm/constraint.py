@@ -116,11 +116,24 @@ class RecordConstraint:
 
     def allowed(self, rows, vocab_size, device="cpu"):
         """(len(rows), vocab_size) booleans: the tokens that keep each of these rows' records valid."""
+        return unpack_bitmask(self._filled(rows).to(device, non_blocking=True), vocab_size)
+
+    def choices(self, rows, vocab_size, most, device="cpu"):
+        """What each of these rows may draw next, as (columns, allowed): the token ids some row may draw (sorted) and
+        (len(rows), len(columns)) booleans, read off the bitmask for those ids alone; where more than `most` ids are
+        allowed, (None, the full (len(rows), vocab_size) booleans)."""
+        words = self._filled(rows)
+        columns = bitmask_columns(words, vocab_size)
+        if len(columns) > most:
+            return None, unpack_bitmask(words.to(device, non_blocking=True), vocab_size)
+        return columns.to(device), bits_at(words, columns).to(device, non_blocking=True)
+
+    def _filled(self, rows):
         bitmask = self.bitmask[: len(rows)]
         bitmask.fill_(-1)
         llguidance.torch.fill_next_token_bitmask_par(self.executor, [(self.matchers[r], i) for i, r in enumerate(rows)],
                                                      self.bitmask)
-        return unpack_bitmask(bitmask.to(device, non_blocking=True), vocab_size)
+        return bitmask
 
     def mask(self, logits, rows):
         """The logits (len(rows), V) of these rows with every token that would break their record at -inf."""
@@ -182,13 +195,22 @@ class RecordConstraint:
         return forced, choice_columns(bitmask[drawn_rows], torch.tensor(drawn_tokens, dtype=torch.long), vocab_size)
 
 
+def bitmask_columns(words, vocab_size):
+    """The token ids below vocab_size that any row of a bitmask allows, sorted."""
+    union = torch.from_numpy(numpy.bitwise_or.reduce(words.numpy(), axis=0, keepdims=True))
+    return unpack_bitmask(union, vocab_size)[0].nonzero().squeeze(1)
+
+
+def bits_at(words, columns):
+    """(rows, len(columns)) booleans: each bitmask row's bit for each of these token ids."""
+    return ((words[:, columns // 32] >> (columns % 32).to(torch.int32)) & 1).bool()
+
+
 def choice_columns(words, tokens, vocab_size):
     """Bitmask rows (one per drawn token) -> (the token ids any row allows, sorted; booleans per row and such id),
     each row's own token allowed too."""
-    union = torch.from_numpy(numpy.bitwise_or.reduce(words.numpy(), axis=0, keepdims=True))
-    columns = torch.unique(torch.cat([unpack_bitmask(union, vocab_size)[0].nonzero().squeeze(1), tokens]))
-    allowed = ((words[:, columns // 32] >> (columns % 32).to(torch.int32)) & 1).bool()
-    return columns, allowed | (columns == tokens.unsqueeze(1))
+    columns = torch.unique(torch.cat([bitmask_columns(words, vocab_size), tokens]))
+    return columns, bits_at(words, columns) | (columns == tokens.unsqueeze(1))
 
 
 def record_constraint(schema, tokenizer, conditions=()):

@@ -151,3 +151,22 @@ def test_a_selected_columns_head_gives_those_columns_of_the_full_logits():
     head.columns = torch.tensor([2, 7, 49])
     assert head(hidden).shape == (3, 3)
     torch.testing.assert_close(head(hidden), full[:, [2, 7, 49]])
+
+
+def test_choices_read_the_bitmask_at_the_ids_some_row_allows_and_give_every_id_past_the_limit(table_constraint):
+    """Rows at different points of their records: choices(...) are the full booleans' allowed columns, read off the
+    bitmask for those ids alone, or the full booleans where more ids are allowed than the limit."""
+    import torch
+
+    schema, tokenizer, constraint = table_constraint
+    constraint.start(3, [])
+    vocab_size = len(tokenizer)
+    for row, text in ((1, '{"age": 25, "score": 0.5, "city": "'), (2, '{"age": ')):
+        assert constraint.matchers[row].consume_tokens(tokenizer.encode(text, add_special_tokens=False))
+    full = constraint.allowed([0, 1, 2], vocab_size)
+    expected = full.any(0).nonzero().squeeze(1)
+    columns, allowed = constraint.choices([0, 1, 2], vocab_size, len(expected))
+    assert torch.equal(columns, expected) and torch.equal(allowed, full[:, expected])
+    assert not torch.equal(allowed[0], allowed[1])  # the rows are at different places in their records
+    columns, allowed = constraint.choices([0, 1, 2], vocab_size, len(expected) - 1)
+    assert columns is None and torch.equal(allowed, full)

@@ -60,24 +60,26 @@ def selectable_head(llm):
 
 
 def prepare_draw(constraint, rows, head, vocab_size, device):
-    """Before a pass: the tokens each of these rows may draw after it ((rows, vocab_size) booleans; None without a
-    constraint) and the token ids the head is to compute (set on it): those some row may draw, where they are at most
-    a quarter of the vocabulary (a grammar mostly leaves a few digits or category starts), else None (all)."""
-    allowed = constraint.allowed(rows, vocab_size, device) if constraint is not None else None
-    columns = None
-    if allowed is not None and head is not None:
-        columns = allowed.any(0).nonzero().squeeze(1)
-        columns = columns if len(columns) <= vocab_size // 4 else None
+    """Before a pass: what each of these rows may draw after it, as (allowed, columns), and the token ids the head is
+    to compute (set on it): those some row may draw (`columns`; `allowed` then (rows, len(columns)) booleans), where
+    they are at most a quarter of the vocabulary (a grammar mostly leaves a few digits or category starts), else all
+    (None; `allowed` (rows, vocab_size)). (None, None) without a constraint."""
+    if constraint is None:
+        return None, None
+    allowed_ids = vocab_size // 4 if head is not None else -1
+    columns, allowed = constraint.choices(rows, vocab_size, allowed_ids, device)
+    if head is not None:
         head.columns = columns
     return allowed, columns
 
 
 def _masked(logits, allowed, columns):
-    """Logits with the tokens a row may not draw at -inf; `columns`: the token ids the logits are of (None: all)."""
+    """Logits with the tokens a row may not draw at -inf; `columns`: the token ids the logits and `allowed` are of
+    (None: all)."""
     if allowed is None:
         return logits
-    allowed = allowed[:, columns] if columns is not None else nn.functional.pad(
-        allowed, (0, logits.shape[-1] - allowed.shape[1]))  # a head wider (or narrower) than the config's vocabulary
+    if columns is None:  # a head wider (or narrower) than the config's vocabulary
+        allowed = nn.functional.pad(allowed, (0, logits.shape[-1] - allowed.shape[1]))
     return logits.float().masked_fill_(~allowed, float("-inf"))
 
 
