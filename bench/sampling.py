@@ -9,7 +9,8 @@
 
 (a), (b) and (c) decode with the same weights (sample.weights=auto: a plain bfloat16 copy on a CPU with
 AVX512-BF16). Variants of (c) show what each choice is worth: the trained 4-bit modules as they are, float32,
-a larger batch, the head computing every logit where a token is drawn; and (a) on the 4-bit modules, as the
+a larger batch (128, 256 rows), the head computing every logit where a token is drawn, the grammar's whole bitmask
+unpacked each pass; and (a) on the 4-bit modules, as the
 paper's code runs it. Each batched setting is timed `--repeats` times after one warm-up batch (median reported).
 
 python bench/sampling.py [--run runs/adult] [--rows 64] [--reference-rows 3] [--only c_batched_cache_constrained ...]
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from difflm.constraint import RecordConstraint  # noqa: E402
 from difflm.datamodules.records import start_token_id  # noqa: E402
 from difflm.metrics.validity import parse_valid  # noqa: E402
 from difflm.modules import generate  # noqa: E402
@@ -83,6 +85,24 @@ def head_at_every_logit():
         generate.selectable_head = selectable
 
 
+@contextlib.contextmanager
+def whole_bitmask_unpacked():
+    """Decoding inside the block unpacks every row's whole bitmask (all 49,152 token ids) each pass and then keeps the
+    ids some row may draw, as before adfe434 (now: read at those ids alone)."""
+    choices = RecordConstraint.choices
+
+    def unpacked(constraint, rows, vocab_size, most, device="cpu"):
+        allowed = constraint.allowed(rows, vocab_size, device)
+        columns = allowed.any(0).nonzero().squeeze(1)
+        return (None, allowed) if len(columns) > most else (columns, allowed[:, columns])
+
+    RecordConstraint.choices = unpacked
+    try:
+        yield
+    finally:
+        RecordConstraint.choices = choices
+
+
 def batched(schema, prior, decoder, rows, seed, batch_size, repeats, **decoding):
     runs = []
     for repeat in range(repeats):
@@ -125,17 +145,19 @@ def main():
         return lambda: batched(schema, prior, decoder, scale * args.rows, 0, scale * args.batch_size, repeats,
                                **dict(common, **changes), constrained=constrained)
 
-    def at_every_logit(measure):
-        with head_at_every_logit():
+    def inside(block, measure):
+        with block():
             return measure()
 
     settings = {  # name: how it is measured
         "c_batched_cache_constrained": batched_with(),
-        "c_head_at_every_logit": lambda: at_every_logit(batched_with()),
+        "c_head_at_every_logit": lambda: inside(head_at_every_logit, batched_with()),
+        "c_whole_bitmask_unpacked": lambda: inside(whole_bitmask_unpacked, batched_with()),
         "b_batched_cache_unconstrained": batched_with(constrained=False),
         "c_float32_weights": batched_with(weights="float32"),
         "c_as_trained_4bit_weights": batched_with(weights="as_trained"),
         "c_batch_128": batched_with(scale=2, repeats=1),
+        "c_batch_256": batched_with(scale=4, repeats=1),
         "a_reference": lambda: reference(schema, prior, decoder, args.reference_rows, args.temperature, 0, "auto"),
         "a_reference_as_trained_4bit": lambda: reference(schema, prior, decoder, args.reference_rows,
                                                          args.temperature, 0, "as_trained"),

@@ -61,6 +61,7 @@ def test_a_budget_sets_steps_by_record_type_whatever_the_order_typed(tmp_path):
     assert table.sample.temperature == code.sample.temperature == tools.sample.temperature == 1.0
     assert table.sample.column_temperature == {"categorical": 1.1}  # code and tool records have no columns
     assert (table.model.lora.r, len(table.model.lora.target_modules)) == (16, 7)  # Adult: all seven projections
+    assert (table.sample.batch_size, code.sample.batch_size, tools.sample.batch_size) == (256, 64, 64)  # cache memory
     for texts in (code, tools):  # the adapters their results were measured with
         lora = texts.model.lora
         assert (lora.r, list(lora.target_modules)) == (8, ["q_proj", "k_proj", "v_proj", "o_proj"])
